@@ -1,0 +1,34 @@
+# vizion3d_ros developer commands. `make demo` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+ENV := source scripts/env.sh
+SHARED ?= $(abspath ../shared)
+MODEL ?= $(SHARED)/models/yolov8n-seg-coco.pt
+OUT ?= out/demo
+
+.PHONY: setup demo test lint unit integration clean help
+
+help:
+	@echo "make setup  - install everything (system packages, pinned venv, colcon build); idempotent"
+	@echo "make demo   - run the node on the real TUM RGB-D frame and write results to $(OUT)"
+	@echo "make test   - lint + unit + integration tests (what CI runs)"
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(ENV) && vizion3d_demo --out $(OUT) $(if $(wildcard $(MODEL)),--model $(MODEL),)
+
+lint: setup
+	@$(ENV) && ruff check .
+
+test: setup
+	@$(ENV) && ruff check . && python -m pytest test
+
+unit: setup
+	@$(ENV) && python -m pytest test -m "not integration"
+
+integration: setup
+	@$(ENV) && python -m pytest test -m integration
+
+clean:
+	rm -rf build install log out .pytest_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Launch vizion3d_node (and optionally RViz).
+
+Usage:
+  ros2 launch vizion3d_ros vizion3d.launch.py model:=/path/to/yolov8n-seg.pt \
+      image:=/camera/color/image_raw camera_info:=/camera/color/camera_info \
+      points:=/camera/depth_registered/points rviz:=true
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory('vizion3d_ros')
+    default_params = os.path.join(share, 'config', 'vizion3d.yaml')
+    default_rviz = os.path.join(share, 'config', 'vizion3d.rviz')
+    args = [
+        DeclareLaunchArgument('model', default_value='',
+                              description='Checkpoint path or URL; empty = the vizion3D default yolo26l-seg.pt'),
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='YAML file with vizion3d_node parameters'),
+        DeclareLaunchArgument('image', default_value='/camera/color/image_raw', description='Colour image topic'),
+        DeclareLaunchArgument('camera_info', default_value='/camera/color/camera_info',
+                              description='CameraInfo topic of the colour image'),
+        DeclareLaunchArgument('points', default_value='/camera/depth_registered/points',
+                              description='PointCloud2 topic (in the camera optical frame)'),
+        DeclareLaunchArgument('namespace', default_value='', description='Namespace of the node and outputs'),
+        DeclareLaunchArgument('rviz', default_value='false', description='Start RViz with config/vizion3d.rviz'),
+        DeclareLaunchArgument('rviz_config', default_value=default_rviz, description='RViz config file'),
+    ]
+    node = Node(
+        package='vizion3d_ros',
+        executable='vizion3d_node',
+        name='vizion3d_node',
+        namespace=LaunchConfiguration('namespace'),
+        output='screen',
+        emulate_tty=True,
+        parameters=[LaunchConfiguration('params_file'), {'model': LaunchConfiguration('model')}],
+        remappings=[
+            ('image', LaunchConfiguration('image')),
+            ('camera_info', LaunchConfiguration('camera_info')),
+            ('points', LaunchConfiguration('points')),
+        ],
+    )
+    rviz = Node(
+        package='rviz2',
+        executable='rviz2',
+        name='rviz2',
+        arguments=['-d', LaunchConfiguration('rviz_config')],
+        condition=IfCondition(LaunchConfiguration('rviz')),
+        output='screen',
+    )
+    return LaunchDescription(args + [node, rviz])

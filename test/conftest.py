@@ -1,0 +1,52 @@
+"""Shared fixtures: real data from ../shared, DDS isolation per test run, process helpers."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get('VIZION3D_SHARED', ROOT.parent / 'shared'))
+TUM = SHARED / 'data' / 'rgbd' / 'tum_desk'
+MODEL_PT = SHARED / 'models' / 'yolov8n-seg-coco.pt'
+MODEL_ONNX = SHARED / 'models' / 'yolov8n-seg-coco-int8-320.onnx'
+
+# One DDS domain per test run, discovery on 127.0.0.1 only: parallel runs on one machine never see
+# each other's nodes. Set before any rclpy import in this process and inherited by child processes.
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1, 100)))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f'{path} is missing: the test data lives in ../shared beside the repository')
+    return path
+
+
+@pytest.fixture(scope='session')
+def tum_frame():
+    """The real TUM RGB-D frame (colour, depth in metres, camera)."""
+    from vizion3d_ros.core.rgbd import load_rgbd_folder
+    return load_rgbd_folder(_require(TUM))
+
+
+@pytest.fixture(scope='session')
+def model_pt() -> Path:
+    """The real COCO YOLOv8n-seg checkpoint."""
+    return _require(MODEL_PT)
+
+
+@pytest.fixture(scope='session')
+def tum_segmentation(tum_frame, model_pt):
+    """Real YOLO segmentation of the TUM frame (computed once per session)."""
+    from vizion3d_ros.core.segmentation.ultralytics_backend import UltralyticsBackend
+    return UltralyticsBackend(model_pt, device='cpu').segment(tum_frame.color)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

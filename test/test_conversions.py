@@ -1,0 +1,147 @@
+"""sensor_msgs <-> numpy, with the real generated message classes."""
+import numpy as np
+import pytest
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from vizion3d_ros.ros.conversions import (MessageFormatError, camera_info_to_intrinsics, image_to_rgb,
+                                          mono8_to_image, pack_rgb, pointcloud2_to_arrays, rgb_to_image,
+                                          xyzrgb_to_pointcloud2)
+
+
+def make_image(arr, encoding, pad=0):
+    h, w = arr.shape[:2]
+    ch = 1 if arr.ndim == 2 else arr.shape[2]
+    rows = np.zeros((h, w * ch + pad), np.uint8)
+    rows[:, :w * ch] = arr.reshape(h, -1)
+    return Image(height=h, width=w, encoding=encoding, step=w * ch + pad, data=rows.tobytes())
+
+
+@pytest.fixture
+def rgb(rng):
+    return rng.integers(0, 256, size=(6, 7, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize('pad', [0, 5])
+def test_colour_encodings_give_rgb(rgb, pad):
+    np.testing.assert_array_equal(image_to_rgb(make_image(rgb, 'rgb8', pad)), rgb)
+    np.testing.assert_array_equal(image_to_rgb(make_image(rgb[:, :, ::-1], 'bgr8', pad)), rgb)
+    alpha = np.full(rgb.shape[:2] + (1,), 7, np.uint8)
+    np.testing.assert_array_equal(image_to_rgb(make_image(np.concatenate([rgb, alpha], 2), 'rgba8', pad)), rgb)
+    bgra = np.concatenate([rgb[:, :, ::-1], alpha], 2)
+    np.testing.assert_array_equal(image_to_rgb(make_image(bgra, 'bgra8', pad)), rgb)
+    gray = rgb[:, :, 0]
+    np.testing.assert_array_equal(image_to_rgb(make_image(gray, 'mono8', pad)), np.dstack([gray] * 3))
+
+
+def test_rgb_image_is_a_view_of_the_message_buffer(rgb):
+    msg = make_image(rgb, 'rgb8')
+    view = image_to_rgb(msg)
+    assert np.shares_memory(view, np.frombuffer(msg.data, np.uint8))
+
+
+def test_bad_images_are_rejected_with_reasons(rgb):
+    with pytest.raises(MessageFormatError, match='unsupported image encoding'):
+        image_to_rgb(make_image(rgb, '32FC1'))
+    short = make_image(rgb, 'rgb8')
+    short.data = short.data[:-10]
+    with pytest.raises(MessageFormatError, match='needs'):
+        image_to_rgb(short)
+    small_step = make_image(rgb, 'rgb8')
+    small_step.step = 3
+    with pytest.raises(MessageFormatError, match='step'):
+        image_to_rgb(small_step)
+    with pytest.raises(MessageFormatError, match='empty'):
+        image_to_rgb(Image(encoding='rgb8'))
+
+
+def test_rgb_and_mono8_images_round_trip(rgb):
+    np.testing.assert_array_equal(image_to_rgb(rgb_to_image(rgb)), rgb)
+    np.testing.assert_array_equal(image_to_rgb(rgb_to_image(rgb, encoding='bgr8')), rgb)
+    mask = np.zeros((4, 5), bool)
+    mask[1:3, 2:4] = True
+    msg = mono8_to_image(mask)
+    assert (msg.width, msg.height, msg.encoding) == (5, 4, 'mono8')
+    np.testing.assert_array_equal(np.frombuffer(msg.data, np.uint8).reshape(4, 5), mask * 255)
+
+
+def test_cloud_round_trip_organised_with_nan(rng):
+    xyz = rng.normal(size=(12, 3)).astype(np.float32)
+    xyz[3] = np.nan
+    colors = rng.integers(0, 256, size=(12, 3), dtype=np.uint8)
+    msg = xyzrgb_to_pointcloud2(xyz, colors, width=4, height=3)
+    assert msg.is_dense is False and msg.row_step == 64
+    arr = pointcloud2_to_arrays(msg)
+    assert (arr.width, arr.height, arr.organized) == (4, 3, True)
+    np.testing.assert_array_equal(arr.xyz, xyz)
+    np.testing.assert_array_equal(arr.rgb, colors)
+    assert np.shares_memory(arr.xyz, np.frombuffer(msg.data, np.uint8))
+
+
+def cloud_with_layout(xyz, point_step, offsets, extra_fields=(), big_endian=False, row_pad=0, width=None,
+                      height=1, rgb=None, rgb_name='rgb', rgb_type=PointField.FLOAT32):
+    n = len(xyz)
+    width = n if width is None else width
+    end = '>' if big_endian else '<'
+    pts = np.zeros((n, point_step), np.uint8)
+    for k, off in enumerate(offsets):
+        pts[:, off:off + 4] = xyz[:, k].astype(end + 'f4').view(np.uint8).reshape(n, 4)
+    fields = [PointField(name=c, offset=o, datatype=PointField.FLOAT32, count=1) for c, o in zip('xyz', offsets)]
+    if rgb is not None:
+        off = point_step - 4
+        pts[:, off:off + 4] = pack_rgb(rgb).astype(end + 'u4').view(np.uint8).reshape(n, 4)
+        fields.append(PointField(name=rgb_name, offset=off, datatype=rgb_type, count=1))
+    fields += list(extra_fields)
+    rows = np.zeros((height, width * point_step + row_pad), np.uint8)
+    rows[:, :width * point_step] = pts.reshape(height, -1)
+    return PointCloud2(height=height, width=width, fields=fields, is_bigendian=big_endian,
+                       point_step=point_step, row_step=width * point_step + row_pad, data=rows.tobytes())
+
+
+@pytest.mark.parametrize('big_endian', [False, True])
+@pytest.mark.parametrize('row_pad', [0, 8])
+def test_foreign_layouts_extra_fields_padding_and_endianness(rng, big_endian, row_pad):
+    xyz = rng.normal(size=(6, 3)).astype(np.float32)
+    colors = rng.integers(0, 256, size=(6, 3), dtype=np.uint8)
+    intensity = PointField(name='intensity', offset=16, datatype=PointField.FLOAT32, count=1)
+    msg = cloud_with_layout(xyz, 32, (4, 8, 12), [intensity], big_endian=big_endian, row_pad=row_pad,
+                            width=3, height=2, rgb=colors, rgb_name='rgba', rgb_type=PointField.UINT32)
+    arr = pointcloud2_to_arrays(msg)
+    np.testing.assert_array_equal(arr.xyz, xyz)
+    np.testing.assert_array_equal(arr.rgb, colors)
+
+
+def test_cloud_without_colour_and_empty_cloud(rng):
+    xyz = rng.normal(size=(5, 3)).astype(np.float32)
+    arr = pointcloud2_to_arrays(cloud_with_layout(xyz, 12, (0, 4, 8)))
+    assert arr.rgb is None and not arr.organized
+    np.testing.assert_array_equal(arr.xyz, xyz)
+    empty = pointcloud2_to_arrays(xyzrgb_to_pointcloud2(np.zeros((0, 3)), np.zeros((0, 3), np.uint8)))
+    assert empty.xyz.shape == (0, 3)
+
+
+@pytest.mark.parametrize('break_it, reason', [
+    (lambda m: setattr(m, 'fields', m.fields[1:]), "no 'x' field"),
+    (lambda m: setattr(m.fields[2], 'datatype', PointField.FLOAT64), "field 'z' must be one FLOAT32"),
+    (lambda m: setattr(m, 'data', m.data[:-1]), 'need'),
+    (lambda m: setattr(m, 'point_step', 8), 'does not fit'),
+    (lambda m: setattr(m, 'row_step', 3), 'row_step'),
+    (lambda m: setattr(m.fields[3], 'datatype', PointField.UINT8), 'packed 4-byte colour'),
+])
+def test_malformed_clouds_are_rejected_with_reasons(rng, break_it, reason):
+    msg = xyzrgb_to_pointcloud2(rng.normal(size=(8, 3)), np.zeros((8, 3), np.uint8), width=4, height=2)
+    break_it(msg)
+    with pytest.raises(MessageFormatError, match=reason):
+        pointcloud2_to_arrays(msg)
+
+
+def test_camera_info_to_intrinsics():
+    info = CameraInfo(width=640, height=480, k=[500.0, 0, 320, 0, 510, 240, 0, 0, 1])
+    cam = camera_info_to_intrinsics(info, 640, 480)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height) == (500, 510, 320, 240, 640, 480)
+    with pytest.raises(MessageFormatError, match='camera_info is for 640x480'):
+        camera_info_to_intrinsics(info, 320, 240)
+    with pytest.raises(MessageFormatError, match='not a valid camera matrix'):
+        camera_info_to_intrinsics(CameraInfo(width=640, height=480), 640, 480)
+    bad = CameraInfo(width=640, height=480, k=[float('nan'), 0, 320, 0, 510, 240, 0, 0, 1])
+    with pytest.raises(MessageFormatError):
+        camera_info_to_intrinsics(bad, 640, 480)

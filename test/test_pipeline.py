@@ -1,0 +1,72 @@
+"""FramePipeline on the real TUM frame: real masks lifted onto the real depth cloud."""
+import numpy as np
+import pytest
+
+from vizion3d_ros.core.frames import optical_to_gl
+from vizion3d_ros.core.pipeline import FramePipeline, lift_segmentation
+from vizion3d_ros.core.rgbd import depth_to_points_optical
+
+pytestmark = pytest.mark.model
+
+
+class PrecomputedBackend:
+    """Returns a segmentation computed beforehand by the real model (saves a second inference)."""
+
+    name = 'precomputed'
+
+    def __init__(self, seg):
+        self.seg = seg
+
+    def segment(self, image_rgb):
+        return self.seg
+
+
+def test_tum_chairs_are_lifted_onto_their_masked_points(tum_frame, tum_segmentation):
+    cam = tum_frame.camera
+    optical = depth_to_points_optical(tum_frame.depth, cam)
+    result = FramePipeline(PrecomputedBackend(tum_segmentation)).process(
+        tum_frame.color, cam, optical_to_gl(optical), stats_points=optical)
+    chairs = [o for o in result.objects if o.label == 'chair']
+    assert len(chairs) >= 2
+    taken = np.zeros(len(optical), bool)
+    has_depth = np.isfinite(tum_frame.depth).reshape(-1)
+    for obj in result.objects:  # most confident first
+        idx = obj.point_indices.astype(np.int64)
+        # organised cloud from depth: point i is pixel i, so the object's points are exactly its
+        # masked pixels with depth that no more confident object took
+        expected = np.flatnonzero(obj.mask.reshape(-1) & has_depth & ~taken)
+        np.testing.assert_array_equal(idx, expected)
+        assert not taken[idx].any(), 'exclusive: a point belongs to at most one object'
+        taken[idx] = True
+        np.testing.assert_allclose(obj.geometry.centroid, optical[idx].astype(np.float64).mean(axis=0),
+                                   rtol=1e-9)
+    for chair in chairs:
+        assert chair.geometry.point_count > 1000
+        assert 0.5 < chair.geometry.centroid[2] < 5.0  # metres in front of the camera
+    assert [o.id for o in result.objects] == list(range(1, len(result.objects) + 1))
+    assert set(result.timings_ms) == {'inference', 'lifting'}
+
+
+def test_exclusive_keeps_every_masked_point_of_the_most_confident_object(tum_frame, tum_segmentation):
+    cam = tum_frame.camera
+    optical = depth_to_points_optical(tum_frame.depth, cam)
+    objs = lift_segmentation(optical_to_gl(optical), cam, tum_segmentation)
+    top = objs[0]
+    expected = np.flatnonzero(top.mask.reshape(-1) & np.isfinite(tum_frame.depth).reshape(-1))
+    np.testing.assert_array_equal(top.point_indices, expected)
+
+
+def test_image_and_camera_size_mismatch_is_an_error(tum_frame, tum_segmentation):
+    cam = tum_frame.camera
+    with pytest.raises(ValueError, match='image is 320x240'):
+        FramePipeline(PrecomputedBackend(tum_segmentation)).process(
+            tum_frame.color[:240, :320], cam, np.zeros((1, 3), np.float32))
+
+
+def test_mask_crop_is_tight(tum_frame, tum_segmentation):
+    cam = tum_frame.camera
+    obj = lift_segmentation(optical_to_gl(depth_to_points_optical(tum_frame.depth, cam)), cam,
+                            tum_segmentation)[0]
+    (x, y, w, h), crop = obj.mask_crop()
+    assert crop.shape == (h, w) and crop.sum() == obj.mask.sum()
+    assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()

@@ -1,0 +1,85 @@
+"""Pinhole camera model and projection of OpenGL-space points to pixels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PinholeIntrinsics:
+    """Intrinsics of an undistorted (rectified) pinhole camera, in pixels.
+
+    ``width``/``height`` are the image size the intrinsics belong to; projections outside it are
+    reported as invalid rather than clipped, so no point is ever given a pixel it does not fall on.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        values = (self.fx, self.fy, self.cx, self.cy)
+        if not all(np.isfinite(v) for v in values):
+            raise ValueError(f'intrinsics must be finite, got fx={self.fx} fy={self.fy} cx={self.cx} cy={self.cy}')
+        if self.fx <= 0 or self.fy <= 0:
+            raise ValueError(f'focal lengths must be positive, got fx={self.fx} fy={self.fy}')
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f'image size must be positive, got {self.width}x{self.height}')
+
+    @classmethod
+    def from_matrix(cls, k: np.ndarray, width: int, height: int) -> 'PinholeIntrinsics':
+        """Build from a 3x3 camera matrix (row-major, as in ``sensor_msgs/CameraInfo.k``)."""
+        km = np.asarray(k, dtype=np.float64).reshape(3, 3)
+        return cls(fx=float(km[0, 0]), fy=float(km[1, 1]), cx=float(km[0, 2]), cy=float(km[1, 2]),
+                   width=int(width), height=int(height))
+
+    def matrix(self) -> np.ndarray:
+        """The 3x3 camera matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Pixels of projected points: ``valid`` marks points in front of the camera and inside the image.
+
+    ``u``/``v`` (column/row) and ``depth`` (metres along the viewing axis) are given for valid points
+    only, in the order of ``np.flatnonzero(valid)``.
+    """
+
+    valid: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    depth: np.ndarray
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Indices (into the projected array) of the valid points."""
+        return np.flatnonzero(self.valid)
+
+
+def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float = 1e-6) -> Projection:
+    """Project OpenGL camera-space points (camera looks down -Z, Y up) to integer pixels.
+
+    A point at ``(x, y, z)`` with ``d = -z > 0`` lands at column ``fx * x / d + cx`` and row
+    ``cy - fy * y / d``. Pixel centres sit at integer coordinates (OpenCV / ROS convention, as
+    ``depth_image_proc`` uses), so pixel ``(u, v)`` covers ``[u - 0.5, u + 0.5) x [v - 0.5, v + 0.5)``
+    and a point back-projected from a pixel lands in the middle of it.
+    Non-finite points and points behind the camera are invalid.
+    """
+    pts = np.asarray(points_gl, dtype=np.float32)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f'expected an (N, 3) array of points, got shape {pts.shape}')
+    depth_all = -pts[:, 2]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        front = depth_all > min_depth  # False for NaN
+        inv = np.where(front, 1.0 / np.where(front, depth_all, 1.0), 0.0).astype(np.float32)
+        uf = pts[:, 0] * inv * np.float32(cam.fx) + np.float32(cam.cx + 0.5)
+        vf = np.float32(cam.cy + 0.5) - pts[:, 1] * inv * np.float32(cam.fy)
+        valid = front & (uf >= 0) & (uf < cam.width) & (vf >= 0) & (vf < cam.height)
+    idx = np.flatnonzero(valid)
+    return Projection(valid=valid, u=uf[idx].astype(np.int32), v=vf[idx].astype(np.int32),
+                      depth=depth_all[idx])

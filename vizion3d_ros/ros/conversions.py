@@ -1,0 +1,219 @@
+"""Zero-copy conversions between sensor_msgs messages and numpy arrays.
+
+sensor_msgs_py and cv_bridge are missing on many installs and slow on large clouds; these functions
+read message buffers in place with ``np.frombuffer`` and structured dtypes, and build outgoing
+buffers with a single ``tobytes``. Malformed messages raise :class:`MessageFormatError` with a
+message that says exactly what is wrong (the node counts and logs them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib import recfunctions
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from ..core.camera import PinholeIntrinsics
+
+
+class MessageFormatError(ValueError):
+    """A message that cannot be interpreted; the text is meant for the user."""
+
+
+# ----------------------------------------------------------------------------- images
+
+_CHANNELS = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, '8UC1': 1, '8UC3': 3}
+SUPPORTED_IMAGE_ENCODINGS = tuple(_CHANNELS)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB view of a colour or mono image (no copy, except for mono8).
+
+    Supports rgb8, bgr8, rgba8, bgra8, mono8 (and 8UC1/8UC3, read as mono8/bgr8), with row padding
+    (``step`` larger than ``width * channels``).
+    """
+    enc = msg.encoding
+    if enc not in _CHANNELS:
+        raise MessageFormatError(f'unsupported image encoding {enc!r}; supported: '
+                                 f'{", ".join(SUPPORTED_IMAGE_ENCODINGS)}')
+    h, w, ch = int(msg.height), int(msg.width), _CHANNELS[enc]
+    if h == 0 or w == 0:
+        raise MessageFormatError(f'empty image ({w}x{h})')
+    step = int(msg.step)
+    if step < w * ch:
+        raise MessageFormatError(f'image step {step} is smaller than width*channels = {w * ch}')
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size < step * (h - 1) + w * ch:
+        raise MessageFormatError(f'image data has {buf.size} bytes, {enc} {w}x{h} with step {step} '
+                                 f'needs {step * h}')
+    img = np.lib.stride_tricks.as_strided(buf, shape=(h, w, ch), strides=(step, ch, 1), writeable=False)
+    if ch == 1:
+        return np.repeat(img, 3, axis=2)
+    if enc in ('bgr8', 'bgra8', '8UC3'):
+        return img[:, :, 2::-1]
+    return img[:, :, :3]
+
+
+def rgb_to_image(rgb: np.ndarray, header=None, encoding: str = 'rgb8') -> Image:
+    """Build an rgb8 (or bgr8) Image from an ``(H, W, 3)`` uint8 RGB array."""
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f'expected (H, W, 3) uint8, got {arr.shape}')
+    if encoding == 'bgr8':
+        arr = arr[:, :, ::-1]
+    elif encoding != 'rgb8':
+        raise ValueError(f'encoding must be rgb8 or bgr8, got {encoding!r}')
+    msg = Image(height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0,
+                step=arr.shape[1] * 3, data=np.ascontiguousarray(arr).tobytes())
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def mono8_to_image(mask: np.ndarray, header=None) -> Image:
+    """mono8 Image from a 2D bool or uint8 array (True/non-zero -> 255)."""
+    arr = np.asarray(mask)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * np.uint8(255)
+    h, w = arr.shape if arr.size else (0, 0)
+    msg = Image(height=h, width=w, encoding='mono8', is_bigendian=0, step=w,
+                data=np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+# ----------------------------------------------------------------------------- point clouds
+
+_FIELD_DTYPES = {PointField.INT8: 'i1', PointField.UINT8: 'u1', PointField.INT16: 'i2',
+                 PointField.UINT16: 'u2', PointField.INT32: 'i4', PointField.UINT32: 'u4',
+                 PointField.FLOAT32: 'f4', PointField.FLOAT64: 'f8'}
+
+
+@dataclass
+class CloudArrays:
+    """Views of a PointCloud2's points: ``xyz`` ``(N, 3)`` float32 (strided view, may hold NaN) and
+    ``rgb`` ``(N, 3)`` uint8 or None; ``width``/``height`` keep the organisation."""
+
+    xyz: np.ndarray
+    rgb: np.ndarray | None
+    width: int
+    height: int
+
+    @property
+    def organized(self) -> bool:
+        """True for image-like clouds (height > 1)."""
+        return self.height > 1
+
+
+def pointcloud2_to_arrays(msg: PointCloud2) -> CloudArrays:
+    """Read x, y, z (float32) and packed rgb/rgba of a PointCloud2 without copying the buffer."""
+    fields = {f.name: f for f in msg.fields}
+    for name in ('x', 'y', 'z'):
+        if name not in fields:
+            raise MessageFormatError(f'point cloud has no {name!r} field (fields: {sorted(fields) or "none"})')
+        f = fields[name]
+        if f.datatype != PointField.FLOAT32 or f.count not in (0, 1):
+            raise MessageFormatError(f'point cloud field {name!r} must be one FLOAT32 '
+                                     f'(datatype {PointField.FLOAT32}), got datatype {f.datatype} count {f.count}')
+    w, h, ps, rs = int(msg.width), int(msg.height), int(msg.point_step), int(msg.row_step)
+    n = w * h
+    color_name = 'rgb' if 'rgb' in fields else ('rgba' if 'rgba' in fields else None)
+    if color_name and fields[color_name].datatype not in (PointField.FLOAT32, PointField.UINT32,
+                                                          PointField.INT32):
+        raise MessageFormatError(f'point cloud field {color_name!r} must be packed 4-byte colour, '
+                                 f'got datatype {fields[color_name].datatype}')
+    for f in msg.fields:
+        size = np.dtype(_FIELD_DTYPES.get(f.datatype, 'u1')).itemsize * max(int(f.count), 1)
+        if f.datatype not in _FIELD_DTYPES and f.name in ('x', 'y', 'z', color_name):
+            raise MessageFormatError(f'field {f.name!r} has unknown datatype {f.datatype}')
+        if f.offset + size > ps and f.name in ('x', 'y', 'z', color_name):
+            raise MessageFormatError(f'field {f.name!r} (offset {f.offset}, {size} bytes) does not fit in '
+                                     f'point_step {ps}')
+    if n == 0:
+        return CloudArrays(np.zeros((0, 3), np.float32), None if color_name is None else np.zeros((0, 3), np.uint8),
+                           w, h)
+    if h > 1 or rs:
+        if rs < w * ps:
+            raise MessageFormatError(f'row_step {rs} is smaller than width*point_step = {w * ps}')
+    else:
+        rs = w * ps
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    needed = rs * (h - 1) + w * ps
+    if buf.size < needed:
+        raise MessageFormatError(f'point cloud data has {buf.size} bytes but {w}x{h} points with '
+                                 f'point_step {ps} and row_step {rs} need {needed}')
+    end = '>' if msg.is_bigendian else '<'
+    names = ['x', 'y', 'z']
+    formats = [end + 'f4'] * 3
+    offsets = [fields[c].offset for c in names]
+    if color_name:
+        off = fields[color_name].offset
+        # packed 0x00RRGGBB: bytes are B, G, R in memory order on little-endian, reversed on big-endian
+        byte_r, byte_g, byte_b = (off + 1, off + 2, off + 3) if msg.is_bigendian else (off + 2, off + 1, off)
+        names += ['r', 'g', 'b']
+        formats += ['u1'] * 3
+        offsets += [byte_r, byte_g, byte_b]
+    dtype = np.dtype({'names': names, 'formats': formats, 'offsets': offsets, 'itemsize': ps})
+    if rs == w * ps:
+        pts = buf[:needed].view(dtype)  # zero-copy
+    else:  # padded rows: drop the padding (one copy)
+        rows = np.lib.stride_tricks.as_strided(buf, shape=(h, w * ps), strides=(rs, 1), writeable=False)
+        pts = np.ascontiguousarray(rows).reshape(-1).view(dtype)
+    xyz = recfunctions.structured_to_unstructured(pts[['x', 'y', 'z']], copy=False)
+    if xyz.dtype.byteorder == '>':
+        xyz = xyz.astype(np.float32)
+    rgb = recfunctions.structured_to_unstructured(pts[['r', 'g', 'b']]) if color_name else None
+    return CloudArrays(xyz=xyz, rgb=rgb, width=w, height=h)
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` uint8 RGB -> ``(N,)`` uint32 ``0x00RRGGBB`` (the bit pattern RViz reads from 'rgb')."""
+    c = np.asarray(rgb, dtype=np.uint32)
+    return (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
+
+
+def _xyzrgb_fields() -> list[PointField]:
+    # fresh objects per message: messages are mutable and must not share field descriptions
+    return [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+            for i, n in enumerate(('x', 'y', 'z', 'rgb'))]
+
+
+def xyzrgb_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray, header=None, width: int | None = None,
+                          height: int = 1) -> PointCloud2:
+    """PointCloud2 with fields x, y, z, rgb (16-byte points) from ``(N, 3)`` float32 and uint8 arrays.
+
+    ``width``/``height`` keep an organised layout (``width * height == N``); default unorganised.
+    """
+    xyz = np.asarray(xyz, dtype=np.float32).reshape(-1, 3)
+    n = len(xyz)
+    width = n if width is None else int(width)
+    if width * height != n:
+        raise ValueError(f'width*height = {width}*{height} does not match {n} points')
+    buf = np.empty((n, 4), dtype=np.float32)
+    buf[:, :3] = xyz
+    buf.view(np.uint32)[:, 3] = pack_rgb(rgb) if n else 0
+    msg = PointCloud2(height=height, width=width, fields=_xyzrgb_fields(), is_bigendian=False,
+                      point_step=16, row_step=16 * width, is_dense=bool(np.isfinite(xyz).all()),
+                      data=buf.tobytes())
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+# ----------------------------------------------------------------------------- camera info
+
+def camera_info_to_intrinsics(msg: CameraInfo, image_width: int, image_height: int) -> PinholeIntrinsics:
+    """Pinhole intrinsics from CameraInfo's K, checked against the image they are used with."""
+    k = np.asarray(msg.k, dtype=np.float64)
+    if k.size != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
+        raise MessageFormatError(f'camera_info K is not a valid camera matrix (fx={k[0] if k.size else None}, '
+                                 f'fy={k[4] if k.size > 4 else None})')
+    w, h = int(msg.width), int(msg.height)
+    if (w or h) and (w, h) != (image_width, image_height):
+        raise MessageFormatError(f'camera_info is for {w}x{h} images but the image is '
+                                 f'{image_width}x{image_height}')
+    try:
+        return PinholeIntrinsics.from_matrix(k, image_width, image_height)
+    except ValueError as exc:
+        raise MessageFormatError(f'camera_info: {exc}') from exc
