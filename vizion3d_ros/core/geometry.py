@@ -26,7 +26,7 @@ class ObjectGeometry:
         return self.box_max - self.box_min
 
     @classmethod
-    def empty(cls) -> 'ObjectGeometry':
+    def empty(cls) -> ObjectGeometry:
         """Geometry of an object with no points (all zeros)."""
         z = np.zeros(3)
         return cls(centroid=z, box_min=z, box_max=z, point_count=0)

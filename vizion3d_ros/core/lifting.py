@@ -11,7 +11,7 @@ Both work on a single projection of the cloud and never loop over points in Pyth
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -1,5 +1,7 @@
-"""Segment an image and lift its instances onto a point cloud: the one implementation behind the
-ROS node, the Python API and the command-line tools."""
+"""Segment an image and lift its instances onto a point cloud.
+
+The one implementation behind the ROS node, the Python API and the command-line tools.
+"""
 from __future__ import annotations
 
 import time

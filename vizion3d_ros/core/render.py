@@ -1,7 +1,7 @@
 """Pictures for people: masks, boxes and labels drawn over the camera image."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

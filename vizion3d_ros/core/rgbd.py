@@ -30,8 +30,10 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def load_rgbd_folder(folder: str | Path, index: int = 0) -> RGBDFrame:
-    """Load a frame from a folder with ``camera.json`` and either ``color.png``/``depth.png`` or
-    ``color/``/``depth/`` subfolders (``index`` picks the file in sorted order).
+    """Load a frame from a folder with ``camera.json`` and colour + depth images.
+
+    The images are ``color.png``/``depth.png``, or the ``index``-th files (sorted) of ``color/`` and
+    ``depth/`` subfolders.
 
     ``camera.json`` holds ``fx, fy, cx, cy, width, height`` and ``depth_scale`` (depth units per metre).
     """

@@ -92,8 +92,11 @@ _FIELD_DTYPES = {PointField.INT8: 'i1', PointField.UINT8: 'u1', PointField.INT16
 
 @dataclass
 class CloudArrays:
-    """Views of a PointCloud2's points: ``xyz`` ``(N, 3)`` float32 (strided view, may hold NaN) and
-    ``rgb`` ``(N, 3)`` uint8 or None; ``width``/``height`` keep the organisation."""
+    """Views of a PointCloud2's points.
+
+    ``xyz`` is ``(N, 3)`` float32 (a strided view, may hold NaN), ``rgb`` ``(N, 3)`` uint8 or None;
+    ``width``/``height`` keep the organisation.
+    """
 
     xyz: np.ndarray
     rgb: np.ndarray | None

@@ -1,7 +1,7 @@
 """Building vizion3d_ros messages from core results."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point, Pose, Vector3

@@ -25,8 +25,13 @@ from ..core.frames import optical_to_gl
 from ..core.models import ModelUnavailableError, resolve_model
 from ..core.pipeline import FramePipeline
 from ..core.segmentation.base import parse_class_filter
-from .conversions import (MessageFormatError, camera_info_to_intrinsics, image_to_rgb,
-                          pointcloud2_to_arrays, xyzrgb_to_pointcloud2)
+from .conversions import (
+    MessageFormatError,
+    camera_info_to_intrinsics,
+    image_to_rgb,
+    pointcloud2_to_arrays,
+    xyzrgb_to_pointcloud2,
+)
 from .latest import LatestSlot
 from .messages import objects_to_array_msg
 from .params import NodeSettings, declare_parameters, read_settings
@@ -37,7 +42,7 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-class FrameRejected(Exception):
+class FrameRejectedError(Exception):
     """A frame that cannot be processed; ``reason`` is a short counter key."""
 
     def __init__(self, reason: str, message: str):
@@ -59,6 +64,8 @@ class Vizion3DNode(Node):
         self._slot: LatestSlot[tuple] = LatestSlot()
         self._sync = ApproximateSynchronizer(3, int(self.settings.sync_slop * 1e9), self.settings.sync_queue_size)
         self._sync_lock = threading.Lock()
+        self._last_logged: dict[str, float] = {}
+        self.log_interval_s = 5.0
 
         in_qos = qos_profile_sensor_data
         if self.settings.input_reliability == 'reliable':
@@ -92,7 +99,7 @@ class Vizion3DNode(Node):
                 continue
             try:
                 self._process(*frame)
-            except FrameRejected as exc:
+            except FrameRejectedError as exc:
                 self._reject(exc.reason, str(exc))
             except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
                 self._reject('internal_error', f'{type(exc).__name__}: {exc}')
@@ -123,24 +130,24 @@ class Vizion3DNode(Node):
     def _process(self, image: Image, info: CameraInfo, cloud: PointCloud2) -> None:
         t0 = time.perf_counter()
         if self.pipeline is None:
-            raise FrameRejected('model_unavailable', self.model_error or 'model not loaded yet')
+            raise FrameRejectedError('model_unavailable', self.model_error or 'model not loaded yet')
         if self.settings.require_same_frame and image.header.frame_id and cloud.header.frame_id \
                 and image.header.frame_id != cloud.header.frame_id:
-            raise FrameRejected('frame_mismatch', f'cloud frame {cloud.header.frame_id!r} differs from camera '
+            raise FrameRejectedError('frame_mismatch', f'cloud frame {cloud.header.frame_id!r} differs from camera '
                                 f'frame {image.header.frame_id!r}; publish the cloud in the camera optical '
                                 'frame (TF support comes later) or set require_same_frame:=false')
         try:
             rgb = image_to_rgb(image)
         except MessageFormatError as exc:
-            raise FrameRejected('bad_image', f'image: {exc}') from exc
+            raise FrameRejectedError('bad_image', f'image: {exc}') from exc
         try:
             cam = camera_info_to_intrinsics(info, rgb.shape[1], rgb.shape[0])
         except MessageFormatError as exc:
-            raise FrameRejected('bad_camera_info', str(exc)) from exc
+            raise FrameRejectedError('bad_camera_info', str(exc)) from exc
         try:
             cloud_arrays = pointcloud2_to_arrays(cloud)
         except MessageFormatError as exc:
-            raise FrameRejected('bad_cloud', f'points: {exc}') from exc
+            raise FrameRejectedError('bad_cloud', f'points: {exc}') from exc
         xyz = cloud_arrays.xyz
         t1 = time.perf_counter()
         result = self.pipeline.process(rgb, cam, optical_to_gl(xyz), stats_points=xyz)
@@ -163,8 +170,14 @@ class Vizion3DNode(Node):
             f'publishing {(t3 - t2) * 1e3:.1f} ms')
 
     def _reject(self, reason: str, message: str) -> None:
+        # Counted always; logged at most once per `log_interval_s` *per reason*, so a flood of one
+        # kind of bad input cannot hide another (rclpy's throttling is per call site, not per reason).
         self.stats[f'dropped_{reason}'] += 1
-        self.get_logger().error(f'frame dropped ({reason}): {message}', throttle_duration_sec=5.0)
+        now = time.monotonic()
+        if now - self._last_logged.get(reason, -1e9) >= self.log_interval_s:
+            self._last_logged[reason] = now
+            count = self.stats[f'dropped_{reason}']
+            self.get_logger().error(f'frame dropped ({reason}, {count} so far): {message}')
 
     def _log_stats(self) -> None:
         stats = dict(self.stats)

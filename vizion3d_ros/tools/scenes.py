@@ -1,5 +1,8 @@
-"""Where the demo and tests get a real frame: ../shared's TUM RGB-D frame, else a photo from the
-Ultralytics wheel placed on a synthetic depth so a newcomer without ../shared still sees real masks."""
+"""Where the demo gets a real frame.
+
+../shared's TUM RGB-D frame, else a photo from the Ultralytics wheel placed on a synthetic depth, so a
+newcomer without ../shared still sees real masks.
+"""
 from __future__ import annotations
 
 import os

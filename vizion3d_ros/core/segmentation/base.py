@@ -32,12 +32,12 @@ class Segmentation:
         return len(self.scores)
 
     @classmethod
-    def empty(cls, height: int, width: int) -> 'Segmentation':
+    def empty(cls, height: int, width: int) -> Segmentation:
         """No instances, for an image of the given size."""
         return cls(masks=np.zeros((0, height, width), bool), boxes=np.zeros((0, 4), np.float32),
                    scores=np.zeros(0, np.float32), class_ids=np.zeros(0, np.int32), labels=[])
 
-    def sorted(self) -> 'Segmentation':
+    def sorted(self) -> Segmentation:
         """Copy sorted by descending score (ties keep their order)."""
         order = np.argsort(-self.scores, kind='stable')
         return Segmentation(masks=self.masks[order], boxes=self.boxes[order], scores=self.scores[order],

@@ -1,0 +1,131 @@
+"""Run the real vizion3d_node in its own process and talk to it over DDS from the test process."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from vizion3d_ros.msg import ObjectMask3DArray
+
+RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class NodeProcess:
+    """vizion3d_node as a child process with its output in a log file."""
+
+    def __init__(self, log_path: Path, **params: str) -> None:
+        cmd = ['vizion3d_node', '--ros-args']
+        for k, v in params.items():
+            cmd += ['-p', f'{k}:={v}']
+        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
+        self.log_path = log_path
+        self._log = open(log_path, 'w')
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match:
+        """Wait until the log matches ``pattern``; fail with the log if the node dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                raise AssertionError(f'node exited with {self.proc.returncode}:\n{self.log()[-4000:]}')
+            time.sleep(0.05)
+        raise AssertionError(f'{pattern!r} not in node log after {timeout} s:\n{self.log()[-4000:]}')
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM (as launch and systemd do), then SIGKILL if it hangs; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class Client:
+    """Publishes frames to the node's inputs and collects its outputs by stamp."""
+
+    def __init__(self, name: str = 'vizion3d_test_client') -> None:
+        self.node = Node(name)
+        self.image_pub = self.node.create_publisher(Image, 'image', RELIABLE)
+        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', RELIABLE)
+        self.cloud_pub = self.node.create_publisher(PointCloud2, 'points', RELIABLE)
+        self.objects: dict[int, ObjectMask3DArray] = {}
+        self.clouds: dict[int, PointCloud2] = {}
+        self.node.create_subscription(ObjectMask3DArray, 'objects',
+                                      lambda m: self.objects.setdefault(stamp_ns(m.header), m), RELIABLE)
+        self.node.create_subscription(PointCloud2, 'annotated_points',
+                                      lambda m: self.clouds.setdefault(stamp_ns(m.header), m), RELIABLE)
+        self._t = 1_000  # seconds; stamps are synthetic and strictly increasing
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+        return predicate()
+
+    def wait_matched(self, timeout: float = 30.0) -> None:
+        pubs = (self.image_pub, self.info_pub, self.cloud_pub)
+        ok = self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs)
+                             and self.node.count_publishers('objects') > 0, timeout)
+        assert ok, 'vizion3d_node did not match the test client within the timeout'
+
+    def next_header(self, frame_id: str = 'camera_color_optical_frame') -> Header:
+        self._t += 1
+        return Header(frame_id=frame_id, stamp=rclpy.time.Time(seconds=self._t).to_msg())
+
+    def send(self, image: Image, info: CameraInfo, cloud: PointCloud2, header: Header | None = None,
+             cloud_header: Header | None = None) -> Header:
+        header = header or self.next_header()
+        image.header, info.header = header, header
+        cloud.header = cloud_header or header
+        self.image_pub.publish(image)
+        self.info_pub.publish(info)
+        self.cloud_pub.publish(cloud)
+        return header
+
+    def result(self, header: Header, timeout: float = 120.0):
+        key = stamp_ns(header)
+        ok = self.spin_until(lambda: key in self.objects and key in self.clouds, timeout)
+        assert ok, f'no result for the frame stamped {header.stamp} within {timeout} s'
+        return self.objects[key], self.clouds[key]
+
+    def close(self) -> None:
+        self.node.destroy_node()
+
+
+def full_mask(obj, height: int, width: int) -> np.ndarray:
+    """Rebuild an object's full-image mask from its cropped mask and ROI (as a user would)."""
+    m = np.zeros((height, width), bool)
+    r = obj.mask_roi
+    crop = np.frombuffer(obj.mask.data, np.uint8).reshape(obj.mask.height, obj.mask.step)[:, :obj.mask.width]
+    m[r.y_offset:r.y_offset + r.height, r.x_offset:r.x_offset + r.width] = crop > 0
+    return m

@@ -1,0 +1,144 @@
+"""The real vizion3d_node in its own process, over real DDS, with the real checkpoint and TUM frame."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import rclpy
+
+from vizion3d_ros.core.rgbd import depth_to_points_optical
+from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, rgb_to_image, xyzrgb_to_pointcloud2
+from vizion3d_ros.tools.player import camera_info_msg
+
+from node_harness import Client, NodeProcess, full_mask
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+
+@pytest.fixture(scope='module')
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def tum_msgs(tum_frame):
+    xyz = depth_to_points_optical(tum_frame.depth, tum_frame.camera)
+    cloud = xyzrgb_to_pointcloud2(xyz, tum_frame.color.reshape(-1, 3), width=640, height=480)
+    return rgb_to_image(tum_frame.color), cloud, xyz
+
+
+@pytest.fixture(scope='module')
+def node(ros, model_pt, tmp_path_factory):
+    proc = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', model=str(model_pt), device='cpu',
+                       input_reliability='reliable')
+    proc.wait_for_log(r'model .* loaded', timeout=120)
+    yield proc
+    code = proc.stop()
+    assert code == 0, f'node did not shut down cleanly on SIGTERM (exit {code}):\n{proc.log()[-3000:]}'
+
+
+@pytest.fixture(scope='module')
+def client(node):
+    c = Client()
+    c.wait_matched()
+    yield c
+    c.close()
+
+
+def test_tum_frame_end_to_end(client, node, tum_frame, tum_msgs):
+    image, cloud, xyz = tum_msgs
+    header = client.send(image, camera_info_msg(tum_frame, None), cloud)
+    objects, annotated = client.result(header)
+
+    assert objects.header.frame_id == 'camera_color_optical_frame' and objects.header.stamp == header.stamp
+    layout = (objects.cloud_width, objects.cloud_height, objects.image_width, objects.image_height)
+    assert layout == (640, 480, 640, 480)
+    assert objects.model == 'yolov8n-seg-coco.pt'
+    labels = [o.label for o in objects.objects]
+    assert labels.count('chair') >= 2, labels
+    conf = [o.confidence for o in objects.objects]
+    assert conf == sorted(conf, reverse=True)
+    assert len({o.id for o in objects.objects}) == len(objects.objects)
+
+    cam = tum_frame.camera
+    owner = np.zeros(len(xyz), int)
+    for obj in objects.objects:
+        idx = np.asarray(obj.point_indices, dtype=np.int64)
+        assert len(idx) > 0 and idx.max() < len(xyz)
+        assert not owner[idx].any(), 'a point was given to two objects'
+        owner[idx] = obj.id
+        # every returned point projects inside its object's mask (pinhole projection done here, independently)
+        p = xyz[idx].astype(np.float64)
+        u = np.floor(cam.fx * p[:, 0] / p[:, 2] + cam.cx + 0.5).astype(int)
+        v = np.floor(cam.fy * p[:, 1] / p[:, 2] + cam.cy + 0.5).astype(int)
+        assert full_mask(obj, 480, 640)[v, u].all()
+        c = obj.centroid
+        np.testing.assert_allclose([c.x, c.y, c.z], p.mean(axis=0), rtol=1e-5, atol=1e-5)
+        assert obj.header.frame_id == 'camera_color_optical_frame'
+    for chair in (o for o in objects.objects if o.label == 'chair'):
+        assert len(chair.point_indices) > 2000
+        assert 1.0 < chair.centroid.z < 4.0, 'TUM chairs stand ~2 m from the camera'
+        assert chair.bbox_3d_size.x > 0.2 and chair.bbox_3d_size.y > 0.2  # chair-sized, metres
+
+    out = pointcloud2_to_arrays(annotated)
+    assert (annotated.width, annotated.height) == (640, 480) and len(out.xyz) == len(xyz)
+    np.testing.assert_array_equal(out.xyz, xyz)  # NaNs included, same order
+    rgb_in = tum_frame.color.reshape(-1, 3)
+    np.testing.assert_array_equal(out.rgb[owner == 0], rgb_in[owner == 0])
+    colours = {tuple(out.rgb[owner == obj.id][0]) for obj in objects.objects}
+    assert len(colours) == len(objects.objects), 'each instance has its own colour'
+    for obj in objects.objects:
+        assert (out.rgb[owner == obj.id] == out.rgb[owner == obj.id][0]).all()
+
+
+def test_bad_frames_are_dropped_with_reasons_and_the_next_frame_is_served(client, node, tum_frame, tum_msgs):
+    image, cloud, xyz = tum_msgs
+    info = camera_info_msg(tum_frame, None)
+
+    truncated = copy.deepcopy(cloud)
+    truncated.data = bytes(cloud.data)[:1000]
+    client.send(image, info, truncated)
+    node.wait_for_log(r'frame dropped \(bad_cloud.*point cloud data has 1000 bytes')
+
+    odd = copy.deepcopy(image)
+    odd.encoding = '32FC1'
+    client.send(odd, info, cloud)
+    node.wait_for_log(r"frame dropped \(bad_image.*unsupported image encoding '32FC1'")
+
+    small_info = camera_info_msg(tum_frame, None)
+    small_info.width, small_info.height = 320, 240
+    client.send(image, small_info, cloud)
+    node.wait_for_log(r'frame dropped \(bad_camera_info.*camera_info is for 320x240')
+
+    header = client.next_header()
+    other = client.next_header(frame_id='lidar')
+    other.stamp = header.stamp
+    client.send(image, info, cloud, header=header, cloud_header=other)
+    node.wait_for_log(r"frame dropped \(frame_mismatch.*'lidar'")
+
+    assert node.alive
+    header = client.send(image, info, cloud)
+    objects, annotated = client.result(header)
+    assert [o.label for o in objects.objects].count('chair') >= 2
+    assert annotated.width * annotated.height == len(xyz)
+
+
+def test_missing_model_keeps_the_node_up_with_a_clear_error(ros, tmp_path, tum_frame, tum_msgs):
+    proc = NodeProcess(tmp_path / 'node.log', model=str(tmp_path / 'no_such_model.pt'), input_reliability='reliable')
+    try:
+        m = proc.wait_for_log(r'no segmentation model: (.*)', timeout=60)
+        assert 'no_such_model.pt' in m.group(1) and 'does not exist' in m.group(1) and 'model:=' in m.group(1)
+        c = Client('vizion3d_test_client_nomodel')
+        try:
+            c.wait_matched()
+            image, cloud, _ = tum_msgs
+            c.send(image, camera_info_msg(tum_frame, None), cloud)
+            proc.wait_for_log(r'frame dropped \(model_unavailable')
+        finally:
+            c.close()
+        assert proc.alive
+    finally:
+        assert proc.stop() == 0
