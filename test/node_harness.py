@@ -23,8 +23,8 @@ RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 class NodeProcess:
     """vizion3d_node as a child process with its output in a log file."""
 
-    def __init__(self, log_path: Path, **params: str) -> None:
-        cmd = ['vizion3d_node', '--ros-args']
+    def __init__(self, log_path: Path, namespace: str = '', **params: str) -> None:
+        cmd = ['vizion3d_node', '--ros-args'] + (['-r', f'__ns:={namespace}'] if namespace else [])
         for k, v in params.items():
             cmd += ['-p', f'{k}:={v}']
         env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
@@ -71,8 +71,9 @@ def stamp_ns(header) -> int:
 class Client:
     """Publishes frames to the node's inputs and collects its outputs by stamp."""
 
-    def __init__(self, name: str = 'vizion3d_test_client') -> None:
-        self.node = Node(name)
+    def __init__(self, name: str = 'vizion3d_test_client', namespace: str = '') -> None:
+        # a namespace per node under test keeps tests that run two nodes at once apart
+        self.node = Node(name, namespace=namespace or None)
         self.image_pub = self.node.create_publisher(Image, 'image', RELIABLE)
         self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', RELIABLE)
         self.cloud_pub = self.node.create_publisher(PointCloud2, 'points', RELIABLE)

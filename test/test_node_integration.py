@@ -127,11 +127,12 @@ def test_bad_frames_are_dropped_with_reasons_and_the_next_frame_is_served(client
 
 
 def test_missing_model_keeps_the_node_up_with_a_clear_error(ros, tmp_path, tum_frame, tum_msgs):
-    proc = NodeProcess(tmp_path / 'node.log', model=str(tmp_path / 'no_such_model.pt'), input_reliability='reliable')
+    proc = NodeProcess(tmp_path / 'node.log', namespace='/nomodel', model=str(tmp_path / 'no_such_model.pt'),
+                       input_reliability='reliable')
     try:
         m = proc.wait_for_log(r'no segmentation model: (.*)', timeout=60)
         assert 'no_such_model.pt' in m.group(1) and 'does not exist' in m.group(1) and 'model:=' in m.group(1)
-        c = Client('vizion3d_test_client_nomodel')
+        c = Client('vizion3d_test_client_nomodel', namespace='/nomodel')
         try:
             c.wait_matched()
             image, cloud, _ = tum_msgs
