@@ -8,6 +8,8 @@ thread runs the model on the newest frame, so the executor never blocks and late
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -197,8 +199,13 @@ def _gray(n: int):
     return np.full((n, 3), 200, np.uint8)
 
 
-def main(args: list[str] | None = None) -> int:
-    """Console entry point: run the node until SIGINT/SIGTERM."""
+def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
+    """Console entry point: run the node until SIGINT/SIGTERM.
+
+    ``hard_exit`` (the installed executable sets it) ends the process with ``os._exit`` once the node
+    and rclpy are shut down: third-party threads (torch, DDS) occasionally stalled interpreter teardown
+    for ~20 s after a clean shutdown, which launch and systemd would then escalate to SIGKILL.
+    """
     rclpy.init(args=args)
     node = None
     try:
@@ -207,11 +214,24 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        watchdog = threading.Timer(10.0, _give_up_cleanup)
+        watchdog.daemon = True
+        watchdog.start()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        watchdog.cancel()
+    if hard_exit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def _give_up_cleanup() -> None:
+    print('vizion3d_node: shutdown did not finish within 10 s; exiting anyway', file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 if __name__ == '__main__':
