@@ -46,3 +46,13 @@ def test_segmentation_sorting_and_validation():
     with pytest.raises(ValueError):
         Segmentation(masks=np.zeros((1, 3, 3), bool), boxes=np.zeros((2, 4)), scores=np.zeros(2),
                      class_ids=np.zeros(2), labels=['a', 'b'])
+
+
+def test_exported_onnx_model_segments_the_real_frame(tum_frame):
+    """The int8 ONNX export (fixed 320x320 input) through the same backend, via onnxruntime."""
+    from conftest import MODEL_ONNX
+
+    from vizion3d_ros.core.segmentation.ultralytics_backend import UltralyticsBackend
+    seg = UltralyticsBackend(MODEL_ONNX, device='cpu', imgsz=320).segment(tum_frame.color)
+    assert seg.masks.shape[1:] == tum_frame.color.shape[:2]
+    assert seg.labels.count('chair') >= 2

@@ -1,23 +1,62 @@
-"""Lifting 2D instance masks onto the 3D points that project into them.
+"""Lifting 2D instance masks onto the 3D points that belong to them.
 
-Two modes:
+Modes:
 
-* ``naive``: every point whose projection lands in a mask gets that mask's instance; overlapping masks
-  share points. This is what most mask-to-cloud nodes do; kept for comparison.
-* ``exclusive`` (default): each pixel belongs to at most one instance (the most confident mask that
-  covers it), so each point belongs to at most one instance.
+* ``visible`` (default): occlusion-aware and exclusive. A point takes a mask's label only if it lies on
+  (or near) the surface the camera sees at its pixel, or is linked in 3D to the object's visible points
+  (the back of an object seen by a LiDAR beside the camera). Overlapping masks are resolved by geometry
+  first (which instance's depth the visible surface matches), confidence second. Mask borders that spill
+  across a depth jump or a crease onto the background are trimmed (see :mod:`.surfaces`).
+* ``exclusive``: every point that projects into a mask, each pixel given to the most confident mask.
+* ``naive``: every point that projects into a mask gets it; overlapping masks share points. This is
+  what most mask-to-cloud nodes do; kept for comparison and for users who want it.
 
-Both work on a single projection of the cloud and never loop over points in Python.
+All modes work on one projection of the cloud and never loop over points in Python.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .camera import PinholeIntrinsics, Projection, project_gl
+from .connectivity import propagate_labels
+from .planes import fit_planes, near_planes
+from .surfaces import surface_breaks
+from .zbuffer import depth_map, visible
 
-LIFT_MODES = ('exclusive', 'naive')
+LIFT_MODES = ('visible', 'exclusive', 'naive')
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    """Options of :func:`lift_masks`; the defaults are what the tests and benchmarks validate."""
+
+    #: ``visible`` | ``exclusive`` | ``naive`` (see the module docstring).
+    mode: str = 'visible'
+    #: A point is on the visible surface if its depth <= surface * (1 + rel) + abs.
+    depth_tolerance: float = 0.03
+    depth_tolerance_abs: float = 0.01
+    #: Footprint radius (pixels) of each point in the z-buffer; None = from the cloud's density.
+    splat_radius: int | None = None
+    #: Width (pixels) of the mask border checked for spill onto the background; 0 = no edge cleanup.
+    edge_band: int = 5
+    #: Surfaces meeting at a sharper angle than this are different patches (degrees).
+    crease_deg: float = 40.0
+    #: A surface patch is kept in a mask's border when at least this fraction of it lies in the mask.
+    patch_vote: float = 0.5
+    #: Border pixels nearer than their core's surface extrapolates to, by more than this fraction of
+    #: depth, are spill onto a supporting surface.
+    front_tolerance: float = 0.005
+    #: Link hidden points to the object's visible points in 3D (clouds not taken from the camera).
+    connect_hidden: bool = True
+    #: Hop length of that link (metres); None = 2.5 point spacings at the object's depth.
+    connect_distance: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in LIFT_MODES:
+            raise ValueError(f'unknown lifting mode {self.mode!r}; expected one of {LIFT_MODES}')
 
 
 def label_image(masks: np.ndarray, scores: Sequence[float] | np.ndarray,
@@ -40,47 +79,265 @@ def label_image(masks: np.ndarray, scores: Sequence[float] | np.ndarray,
     return labels
 
 
-def _box_slice(box: np.ndarray | None, h: int, w: int) -> tuple[int, int, int, int]:
+def _box_slice(box: np.ndarray | None, h: int, w: int, pad: int = 0) -> tuple[int, int, int, int]:
     if box is None:
         return 0, h, 0, w
-    x0 = max(int(np.floor(box[0])), 0)
-    y0 = max(int(np.floor(box[1])), 0)
-    x1 = min(int(np.ceil(box[2])) + 1, w)
-    y1 = min(int(np.ceil(box[3])) + 1, h)
+    x0 = max(int(np.floor(box[0])) - pad, 0)
+    y0 = max(int(np.floor(box[1])) - pad, 0)
+    x1 = min(int(np.ceil(box[2])) + 1 + pad, w)
+    y1 = min(int(np.ceil(box[3])) + 1 + pad, h)
     return y0, max(y1, y0), x0, max(x1, x0)
+
+
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """Tight ``[x1, y1, x2, y2]`` box of each mask (zeros for empty masks)."""
+    out = np.zeros((len(masks), 4), np.float32)
+    for i, m in enumerate(masks):
+        rows = np.flatnonzero(m.any(axis=1))
+        if rows.size:
+            cols = np.flatnonzero(m[rows[0]:rows[-1] + 1].any(axis=0))
+            out[i] = (cols[0], rows[0], cols[-1], rows[-1])
+    return out
 
 
 def group_by_label(point_ids: np.ndarray, labels: np.ndarray, num_instances: int) -> list[np.ndarray]:
     """Split ``point_ids`` by ``labels`` (1..num_instances; 0 is dropped) into sorted index arrays."""
+    if not num_instances:
+        return []
     keep = labels > 0
     ids = point_ids[keep]
     lab = labels[keep]
     order = np.argsort(lab, kind='stable')  # stable: indices stay ascending inside each group
     counts = np.bincount(lab, minlength=num_instances + 1)[1:]
-    bounds = np.cumsum(counts)[:-1]
-    return np.split(ids[order].astype(np.uint32, copy=False), bounds) if num_instances else []
+    return np.split(ids[order].astype(np.uint32, copy=False), np.cumsum(counts)[:-1])
 
 
 def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
                scores: Sequence[float] | np.ndarray, boxes: np.ndarray | None = None,
-               mode: str = 'exclusive', projection: Projection | None = None) -> list[np.ndarray]:
-    """Return, per instance, the ascending uint32 indices of the points whose projection is in its mask.
+               mode: str | None = None, projection: Projection | None = None,
+               config: LiftConfig | None = None) -> list[np.ndarray]:
+    """Return, per instance, the ascending uint32 indices of its points.
 
     ``points_gl`` is ``(N, 3)`` in OpenGL camera space; ``masks`` is ``(K, H, W)`` boolean at the
-    camera's image size. A precomputed ``projection`` of the same points may be passed to share it.
+    camera's image size; ``boxes`` (optional) bound each mask and speed painting up. A precomputed
+    ``projection`` of the same points may be passed to share it. ``mode`` overrides ``config.mode``.
     """
-    if mode not in LIFT_MODES:
-        raise ValueError(f'unknown lifting mode {mode!r}; expected one of {LIFT_MODES}')
+    cfg = config or LiftConfig()
+    if mode is not None:
+        cfg = replace(cfg, mode=mode)
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 3 or masks.shape[1:] != (cam.height, cam.width):
         raise ValueError(f'masks must be (K, {cam.height}, {cam.width}) for this camera, got {masks.shape}')
     k = masks.shape[0]
     if k == 0:
         return []
+    scores = np.asarray(scores, dtype=np.float64)
+    if boxes is None:
+        boxes = mask_boxes(masks)
     proj = projection if projection is not None else project_gl(points_gl, cam)
     point_ids = proj.indices
-    if mode == 'exclusive':
-        labels = label_image(masks, scores, boxes)[proj.v, proj.u]
-        return group_by_label(point_ids, labels, k)
-    flat = proj.v.astype(np.int64) * cam.width + proj.u
-    return [point_ids[masks[i].reshape(-1)[flat]].astype(np.uint32) for i in range(k)]
+    if cfg.mode == 'naive':
+        flat = proj.v.astype(np.int64) * cam.width + proj.u
+        return [point_ids[masks[i].reshape(-1)[flat]].astype(np.uint32) for i in range(k)]
+    labels = label_image(masks, scores, boxes)
+    if cfg.mode == 'exclusive':
+        return group_by_label(point_ids, labels[proj.v, proj.u], k)
+    return _lift_visible(np.asarray(points_gl), cam, masks, boxes, labels, proj, cfg)
+
+
+def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray, boxes: np.ndarray,
+                  labels: np.ndarray, proj: Projection, cfg: LiftConfig) -> list[np.ndarray]:
+    k = len(masks)
+    pix = proj.v.astype(np.int64) * cam.width + proj.u
+    dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius)
+    surface = dm.depth
+    is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
+    _resolve_overlaps(labels, masks, boxes, surface)
+    if cfg.edge_band > 0 and dm.splat_radius == 0:
+        _trim_spill(labels, masks, boxes, surface, cam, cfg)
+    point_label = labels.reshape(-1)[pix]
+    if dm.splat_radius > 0:
+        # A cloud from another viewpoint: floors, walls and table tops seen through an object's mask
+        # are background, and they would carry 3D connectivity into everything that touches them.
+        in_mask = point_label > 0
+        plane_tol = max(0.01, 0.0 * cfg.depth_tolerance * float(np.median(proj.depth[in_mask]))) \
+            if in_mask.any() else 0.01
+        planes = fit_planes(points_gl[proj.indices[is_visible & ~in_mask]], plane_tol)
+        on_plane = np.zeros_like(in_mask)
+        on_plane[in_mask] = near_planes(points_gl[proj.indices[in_mask]], planes, plane_tol)
+        point_label = np.where(on_plane, 0, point_label)
+        # The sensor leaves holes in an object's surface (parts it did not see) through which whatever
+        # lies behind shows as "visible": keep each mask's main depth cluster.
+        point_label = _keep_main_depth_cluster(point_label, is_visible, proj.depth, k, cfg)
+    groups = group_by_label(proj.indices, np.where(is_visible, point_label, 0), k)
+    if cfg.connect_hidden:
+        hidden = ~is_visible & (point_label > 0)
+        if hidden.any():
+            groups = _connect_hidden(points_gl, proj, point_label, hidden, is_visible, groups, dm, cam, cfg)
+    return groups
+
+
+def _keep_main_depth_cluster(point_label: np.ndarray, is_visible: np.ndarray, depth: np.ndarray, k: int,
+                             cfg: LiftConfig) -> np.ndarray:
+    """Zero the labels of visible points separated in depth from the bulk of their instance.
+
+    Depths are binned (bin = half the gap that separates clusters, ``2 * depth_tolerance`` of the
+    median); the run of occupied bins holding the median is the object, other runs are not.
+    """
+    out = point_label.copy()
+    sel = np.flatnonzero(is_visible & (point_label > 0))
+    lab = point_label[sel]
+    for i in range(1, k + 1):
+        idx = sel[lab == i]
+        if idx.size < 2:
+            continue
+        z = depth[idx]
+        med = float(np.median(z))
+        gap = 2.0 * (cfg.depth_tolerance * med + cfg.depth_tolerance_abs)
+        b = np.floor((z - z.min()) / (0.5 * gap)).astype(np.int64)
+        occ = np.flatnonzero(np.bincount(b))
+        # a run of occupied bins ends where two or more empty bins (a full gap) follow
+        run_of_bin = np.zeros(occ[-1] + 1, np.int64)
+        run_of_bin[occ] = np.cumsum(np.r_[0, np.diff(occ) > 2])
+        main = run_of_bin[b[np.argmin(np.abs(z - med))]]
+        out[idx[run_of_bin[b] != main]] = 0
+    return out
+
+
+def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray) -> None:
+    """Give pixels covered by several masks to the instance whose depth the visible surface matches.
+
+    ``labels`` arrives painted by confidence and is changed in place; pixels without depth, and ties,
+    keep the confident answer.
+    """
+    h, w = labels.shape
+    count = np.zeros((h, w), np.uint8)
+    slices = [_box_slice(b, h, w) for b in boxes]
+    for m, (y0, y1, x0, x1) in zip(masks, slices):
+        count[y0:y1, x0:x1] += m[y0:y1, x0:x1]
+    overlap = np.flatnonzero((count > 1).reshape(-1) & np.isfinite(surface).reshape(-1))
+    if overlap.size == 0:
+        return
+    k = len(masks)
+    med = np.full(k, np.nan)
+    spread = np.full(k, np.nan)
+    for i, (y0, y1, x0, x1) in enumerate(slices):
+        sel = (labels[y0:y1, x0:x1] == i + 1) & (count[y0:y1, x0:x1] == 1)
+        z = surface[y0:y1, x0:x1][sel]
+        z = z[np.isfinite(z)]
+        if z.size:
+            med[i] = np.median(z)
+            spread[i] = max(1.4826 * np.median(np.abs(z - med[i])), 0.02 * med[i], 0.01)
+    z = surface.reshape(-1)[overlap]
+    member = masks.reshape(k, -1)[:, overlap]  # (K, P)
+    cost = np.abs(z[None, :] - med[:, None]) / spread[:, None]
+    cost = np.where(member & np.isfinite(cost), cost, np.inf)
+    best = np.argmin(cost, axis=0)
+    best_cost = cost[best, np.arange(overlap.size)]
+    current = labels.reshape(-1)[overlap] - 1
+    current_cost = cost[current, np.arange(overlap.size)]
+    # switch only when geometry clearly prefers another instance (by more than one spread)
+    switch = np.isfinite(best_cost) & (best_cost + 1.0 < current_cost)
+    labels.reshape(-1)[overlap[switch]] = best[switch] + 1
+
+
+def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
+                cam: PinholeIntrinsics, cfg: LiftConfig) -> None:
+    """Drop the parts of each mask's border that the surface's jumps and creases cut off from its core.
+
+    The core is the mask eroded by ``edge_band`` pixels; a border pixel stays when, inside the mask and
+    without crossing a jump or a crease, it connects to the core (in place on ``labels``).
+    """
+    import cv2
+
+    breaks = surface_breaks(surface, cam, jump_rel=cfg.depth_tolerance, jump_abs=cfg.depth_tolerance_abs,
+                            crease_deg=cfg.crease_deg)
+    cut = breaks.cut
+    h, w = labels.shape
+    e = cfg.edge_band
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
+    grow = np.ones((3, 3), np.uint8)
+    for i, box in enumerate(boxes):
+        y0, y1, x0, x1 = _box_slice(box, h, w, pad=1)
+        lab = labels[y0:y1, x0:x1]
+        region = lab == i + 1
+        if not region.any():
+            continue
+        core = cv2.erode(masks[i, y0:y1, x0:x1].astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT,
+                         borderValue=0).astype(bool) & region
+        zc = surface[y0:y1, x0:x1]
+        core_z = zc[core & np.isfinite(zc)]
+        open_ = region & ~cut[y0:y1, x0:x1]
+        if core_z.size:
+            # the spill band behind the object (wall, floor beyond it) lies deeper than any of its core
+            z_max = float(np.percentile(core_z, 99))
+            open_ &= core | (zc <= z_max * (1 + cfg.depth_tolerance) + cfg.depth_tolerance_abs)
+        n, comp = cv2.connectedComponents(open_.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        keep = np.zeros(n, bool)
+        keep[comp[core & open_]] = True
+        keep[0] = False
+        kept = keep[comp]
+        # crease pixels on the rim of what is kept belong to it (the object's own edges)
+        rim = cv2.dilate(kept.astype(np.uint8), grow).astype(bool) & breaks.crease[y0:y1, x0:x1]
+        far = breaks.far_edge[y0:y1, x0:x1]
+        ok = kept | (core & ~far) | (rim & ~far)
+        if core_z.size:
+            ok &= core | ~_in_front_of_core(zc, core, cfg)
+        lab[region & ~ok] = 0
+
+
+def _in_front_of_core(z: np.ndarray, core: np.ndarray, cfg: LiftConfig) -> np.ndarray:
+    """Pixels nearer than the plane of their nearest core pixel extrapolates to.
+
+    Spill onto a supporting surface (the floor in front of an object) continues without a depth jump
+    but comes towards the camera where the object's own face, carried on by its slope, does not.
+    """
+    import cv2
+
+    zf = np.where(np.isfinite(z), z, np.nan).astype(np.float32)
+    gy, gx = np.gradient(zf)
+    gx = np.nan_to_num(gx)
+    gy = np.nan_to_num(gy)
+    _, nearest = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    cy, cx = np.nonzero(core)
+    n = int(nearest.max()) + 1
+    lut_x = np.zeros(n, np.float32)
+    lut_y = np.zeros(n, np.float32)
+    lut_z = np.full(n, np.nan, np.float32)
+    lut_gx = np.zeros(n, np.float32)
+    lut_gy = np.zeros(n, np.float32)
+    ids = nearest[cy, cx]
+    lut_x[ids], lut_y[ids], lut_z[ids] = cx, cy, zf[cy, cx]
+    lut_gx[ids], lut_gy[ids] = gx[cy, cx], gy[cy, cx]
+    yy, xx = np.indices(z.shape, dtype=np.float32)
+    q = nearest
+    expected = lut_z[q] + lut_gx[q] * (xx - lut_x[q]) + lut_gy[q] * (yy - lut_y[q])
+    with np.errstate(invalid='ignore'):
+        return zf < expected * (1.0 - cfg.front_tolerance) - 0.002
+
+
+def _connect_hidden(points_gl: np.ndarray, proj: Projection, point_label: np.ndarray, hidden: np.ndarray,
+                    is_visible: np.ndarray, groups: list[np.ndarray], dm, cam: PinholeIntrinsics,
+                    cfg: LiftConfig) -> list[np.ndarray]:
+    """Add hidden points that 3D label propagation gives to each instance (see :mod:`.connectivity`)."""
+    hidden_ids = proj.indices[hidden]
+    hidden_lab = point_label[hidden]
+    depth = proj.depth
+    # seeds: visible points near the hidden ones, labelled with their instance (0 = background)
+    vis_ids = proj.indices[is_visible]
+    vis_lab = point_label[is_visible]
+    lo = depth[hidden].min() * 0.8
+    hi = depth[hidden].max() * 1.2
+    near = (depth[is_visible] >= lo) & (depth[is_visible] <= hi)
+    seed_pts = points_gl[vis_ids[near]]
+    seed_lab = vis_lab[near]
+    median_depth = float(np.median(depth[hidden]))
+    voxel = cfg.connect_distance or max(0.005, 1.5 * dm.spacing_px * median_depth / cam.fx)
+    got = propagate_labels(seed_pts, seed_lab, points_gl[hidden_ids], voxel)
+    out = list(groups)
+    for i, seeds in enumerate(groups):
+        add = hidden_ids[(got == i + 1) & (hidden_lab == i + 1)]
+        if add.size:
+            out[i] = np.sort(np.concatenate([seeds, add.astype(np.uint32)]))
+    return out

@@ -20,6 +20,7 @@ class DepthMap:
 
     depth: np.ndarray  # (H, W) float32
     splat_radius: int
+    spacing_px: float  # typical distance between neighbouring projected points, pixels
 
 
 def zbuffer(pixels: np.ndarray, depth: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -29,23 +30,26 @@ def zbuffer(pixels: np.ndarray, depth: np.ndarray, height: int, width: int) -> n
     return z.reshape(height, width)
 
 
-def auto_splat_radius(z: np.ndarray) -> int:
-    """Footprint radius that closes the gaps between the projected points of a sparse cloud.
-
-    From the fill ratio inside the bounding box of the hit pixels: points ``s = 1/sqrt(fill)`` pixels
-    apart need a footprint of radius ``(s - 1) / 2`` to touch. Dense (camera-viewpoint) clouds get 0.
-    """
+def point_spacing_px(z: np.ndarray) -> float:
+    """Typical pixel distance between projected points: ``1/sqrt(fill)`` over the hit pixels' box."""
     hit = np.isfinite(z)
     rows = np.flatnonzero(hit.any(axis=1))
     if rows.size == 0:
-        return 0
+        return 1.0
     cols = np.flatnonzero(hit.any(axis=0))
     area = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
-    fill = np.count_nonzero(hit) / area
-    if fill >= 0.7:
+    return float(1.0 / np.sqrt(max(np.count_nonzero(hit) / area, 1e-6)))
+
+
+def auto_splat_radius(spacing_px: float) -> int:
+    """Footprint radius that closes the gaps between the projected points of a sparse cloud.
+
+    Points ``s`` pixels apart need a footprint of radius ``(s - 1) / 2`` to touch; dense
+    (camera-viewpoint) clouds, with ``s`` near 1, get 0.
+    """
+    if spacing_px < 1.2:
         return 0
-    spacing = 1.0 / np.sqrt(max(fill, 1e-6))
-    return int(min(MAX_AUTO_SPLAT, np.ceil((spacing - 1.0) / 2.0)))
+    return int(min(MAX_AUTO_SPLAT, np.ceil((spacing_px - 1.0) / 2.0)))
 
 
 def splat(z: np.ndarray, radius: int) -> np.ndarray:
@@ -61,8 +65,9 @@ def depth_map(pixels: np.ndarray, depth: np.ndarray, height: int, width: int,
               splat_radius: int | None = None) -> DepthMap:
     """Z-buffer of projected points, splatted by ``splat_radius`` (None = automatic)."""
     z = zbuffer(pixels, depth, height, width)
-    r = auto_splat_radius(z) if splat_radius is None else int(splat_radius)
-    return DepthMap(depth=splat(z, r), splat_radius=r)
+    spacing = point_spacing_px(z)
+    r = auto_splat_radius(spacing) if splat_radius is None else int(splat_radius)
+    return DepthMap(depth=splat(z, r), splat_radius=r, spacing_px=spacing)
 
 
 def visible(depth: np.ndarray, surface: np.ndarray, rel_tol: float, abs_tol: float) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Segmentation backends: anything that turns an RGB image into instance masks."""
 from .base import Segmentation, SegmentationBackend
+from .external import ExternalMasksBackend
 
-__all__ = ['Segmentation', 'SegmentationBackend']
+__all__ = ['ExternalMasksBackend', 'Segmentation', 'SegmentationBackend']
