@@ -48,11 +48,13 @@ class LiftConfig:
     patch_vote: float = 0.5
     #: Border pixels nearer than their core's surface extrapolates to, by more than this fraction of
     #: depth, are spill onto a supporting surface.
-    front_tolerance: float = 0.005
+    front_tolerance: float = 0.0
     #: Link hidden points to the object's visible points in 3D (clouds not taken from the camera).
     connect_hidden: bool = True
-    #: Hop length of that link (metres); None = 2.5 point spacings at the object's depth.
+    #: Hop length of that link (metres); None = 1.2 times the hidden points' typical spacing.
     connect_distance: float | None = None
+    #: Points within this distance (metres) of a dominant background plane are not objects'.
+    plane_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
         if self.mode not in LIFT_MODES:
@@ -156,15 +158,14 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     if cfg.edge_band > 0 and dm.splat_radius == 0:
         _trim_spill(labels, masks, boxes, surface, cam, cfg)
     point_label = labels.reshape(-1)[pix]
+    planes = np.zeros((0, 4))
     if dm.splat_radius > 0:
         # A cloud from another viewpoint: floors, walls and table tops seen through an object's mask
         # are background, and they would carry 3D connectivity into everything that touches them.
         in_mask = point_label > 0
-        plane_tol = max(0.01, 0.0 * cfg.depth_tolerance * float(np.median(proj.depth[in_mask]))) \
-            if in_mask.any() else 0.01
-        planes = fit_planes(points_gl[proj.indices[is_visible & ~in_mask]], plane_tol)
+        planes = fit_planes(points_gl[proj.indices[is_visible & ~in_mask]], cfg.plane_tolerance)
         on_plane = np.zeros_like(in_mask)
-        on_plane[in_mask] = near_planes(points_gl[proj.indices[in_mask]], planes, plane_tol)
+        on_plane[in_mask] = near_planes(points_gl[proj.indices[in_mask]], planes, cfg.plane_tolerance)
         point_label = np.where(on_plane, 0, point_label)
         # The sensor leaves holes in an object's surface (parts it did not see) through which whatever
         # lies behind shows as "visible": keep each mask's main depth cluster.
@@ -173,7 +174,7 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     if cfg.connect_hidden:
         hidden = ~is_visible & (point_label > 0)
         if hidden.any():
-            groups = _connect_hidden(points_gl, proj, point_label, hidden, is_visible, groups, dm, cam, cfg)
+            groups = _connect_hidden(points_gl, proj, point_label, hidden, is_visible, groups, planes, cfg)
     return groups
 
 
@@ -243,10 +244,16 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
 
 def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
                 cam: PinholeIntrinsics, cfg: LiftConfig) -> None:
-    """Drop the parts of each mask's border that the surface's jumps and creases cut off from its core.
+    """Drop the parts of each mask's border that are not the object's surface (in place on ``labels``).
 
-    The core is the mask eroded by ``edge_band`` pixels; a border pixel stays when, inside the mask and
-    without crossing a jump or a crease, it connects to the core (in place on ``labels``).
+    The core is the mask eroded by the edge band (less for thin masks). In the border:
+
+    * pixels nearer than the core's surface extrapolates to are the floor or table in front of the
+      object (:func:`_in_front_of_core`);
+    * what connects to the core without crossing a depth jump or a crease, and lies no deeper than
+      the core, is the object;
+    * other pieces (cut off by creases: a box's top, a receding side) are the object unless their
+      surface runs on smoothly outside the mask, which is what spill onto the background does.
     """
     import cv2
 
@@ -254,36 +261,81 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
                             crease_deg=cfg.crease_deg)
     cut = breaks.cut
     h, w = labels.shape
-    e = cfg.edge_band
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
     grow = np.ones((3, 3), np.uint8)
     for i, box in enumerate(boxes):
-        y0, y1, x0, x1 = _box_slice(box, h, w, pad=1)
+        y0, y1, x0, x1 = _box_slice(box, h, w, pad=2)
         lab = labels[y0:y1, x0:x1]
         region = lab == i + 1
         if not region.any():
             continue
-        core = cv2.erode(masks[i, y0:y1, x0:x1].astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT,
-                         borderValue=0).astype(bool) & region
+        mask = masks[i, y0:y1, x0:x1]
+        m8 = mask.astype(np.uint8)
+        # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
+        radius = float(cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3).max())
+        e = int(min(cfg.edge_band, radius - 2))
+        if e < 1:
+            continue
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
+        core = cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool) & region
         zc = surface[y0:y1, x0:x1]
         core_z = zc[core & np.isfinite(zc)]
-        open_ = region & ~cut[y0:y1, x0:x1]
-        if core_z.size:
-            # the spill band behind the object (wall, floor beyond it) lies deeper than any of its core
-            z_max = float(np.percentile(core_z, 99))
-            open_ &= core | (zc <= z_max * (1 + cfg.depth_tolerance) + cfg.depth_tolerance_abs)
-        n, comp = cv2.connectedComponents(open_.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        if core_z.size == 0:
+            continue
+        far = breaks.far_edge[y0:y1, x0:x1]
+        crease = breaks.crease[y0:y1, x0:x1] & ~far
+        front = _in_front_of_core(zc, core, cfg) & ~core
+        z_top = float(np.percentile(core_z, 99))
+        behind = zc > z_top + cfg.depth_tolerance_abs
+        open_ = region & ~cut[y0:y1, x0:x1] & ~front
+        n, comp = cv2.connectedComponents((open_ & (core | ~behind)).astype(np.uint8), connectivity=4,
+                                          ltype=cv2.CV_32S)
         keep = np.zeros(n, bool)
-        keep[comp[core & open_]] = True
+        keep[comp[core]] = True
         keep[0] = False
         kept = keep[comp]
-        # crease pixels on the rim of what is kept belong to it (the object's own edges)
-        rim = cv2.dilate(kept.astype(np.uint8), grow).astype(bool) & breaks.crease[y0:y1, x0:x1]
-        far = breaks.far_edge[y0:y1, x0:x1]
-        ok = kept | (core & ~far) | (rim & ~far)
-        if core_z.size:
-            ok &= core | ~_in_front_of_core(zc, core, cfg)
-        lab[region & ~ok] = 0
+        rest = open_ & ~kept
+        if rest.any():
+            n2, comp2 = cv2.connectedComponents(rest.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+            # spill runs on outside along most of its contact with the mask's edge; an object part
+            # only where a jump or crease line has a gap
+            leaks = _runs_on_outside(zc, mask, crease | far, cfg) & rest
+            contact = rest & ~cv2.erode(m8, grow, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+            n_leak = np.bincount(comp2[leaks], minlength=n2)
+            n_contact = np.bincount(comp2[contact], minlength=n2)
+            leaky = (n_leak >= 2) & (n_leak >= 0.3 * n_contact)
+            good = ~leaky
+            good[0] = False
+            # and no part of an object lies deeper behind its core than the object is large
+            size_px = max(np.ptp(np.flatnonzero(mask.any(axis=0))), np.ptp(np.flatnonzero(mask.any(axis=1)))) + 1
+            limit = z_top + size_px * float(np.median(core_z)) / cam.fx
+            kept = kept | (good[comp2] & (zc <= limit))
+        # pixels on the far side of a jump or on a crease belong to a kept neighbour at their depth
+        edge = region & (far | crease) & ~kept & ~front
+        if edge.any():
+            zk = np.where(kept, zc, np.nan).astype(np.float32)
+            hi = cv2.dilate(np.nan_to_num(zk, nan=-np.inf), grow)
+            lo = cv2.erode(np.nan_to_num(zk, nan=np.inf), grow)
+            tol = zc * cfg.depth_tolerance + cfg.depth_tolerance_abs
+            kept = kept | (edge & (zc <= hi + tol) & (zc >= lo - tol))
+        lab[region & ~(kept | core)] = 0
+
+
+def _runs_on_outside(z: np.ndarray, mask: np.ndarray, cuts: np.ndarray, cfg: LiftConfig) -> np.ndarray:
+    """Mask pixels whose surface continues, without a jump or crease, into a 4-neighbour outside the mask."""
+    tol = z * cfg.depth_tolerance + cfg.depth_tolerance_abs
+    out = np.zeros(mask.shape, bool)
+    inside = mask & ~cuts
+    outside = ~mask & ~cuts & np.isfinite(z)
+    with np.errstate(invalid='ignore'):
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            ys = slice(max(dy, 0), z.shape[0] + min(dy, 0))
+            yd = slice(max(-dy, 0), z.shape[0] + min(-dy, 0))
+            xs = slice(max(dx, 0), z.shape[1] + min(dx, 0))
+            xd = slice(max(-dx, 0), z.shape[1] + min(-dx, 0))
+            # pixel (yd, xd) inside, its neighbour (ys, xs) outside
+            smooth = np.abs(z[yd, xd] - z[ys, xs]) <= tol[yd, xd]
+            out[yd, xd] |= inside[yd, xd] & outside[ys, xs] & smooth
+    return out
 
 
 def _in_front_of_core(z: np.ndarray, core: np.ndarray, cfg: LiftConfig) -> np.ndarray:
@@ -318,26 +370,41 @@ def _in_front_of_core(z: np.ndarray, core: np.ndarray, cfg: LiftConfig) -> np.nd
 
 
 def _connect_hidden(points_gl: np.ndarray, proj: Projection, point_label: np.ndarray, hidden: np.ndarray,
-                    is_visible: np.ndarray, groups: list[np.ndarray], dm, cam: PinholeIntrinsics,
+                    is_visible: np.ndarray, groups: list[np.ndarray], planes: np.ndarray,
                     cfg: LiftConfig) -> list[np.ndarray]:
     """Add hidden points that 3D label propagation gives to each instance (see :mod:`.connectivity`)."""
     hidden_ids = proj.indices[hidden]
     hidden_lab = point_label[hidden]
+    hidden_pts = points_gl[hidden_ids]
     depth = proj.depth
-    # seeds: visible points near the hidden ones, labelled with their instance (0 = background)
-    vis_ids = proj.indices[is_visible]
-    vis_lab = point_label[is_visible]
-    lo = depth[hidden].min() * 0.8
-    hi = depth[hidden].max() * 1.2
-    near = (depth[is_visible] >= lo) & (depth[is_visible] <= hi)
-    seed_pts = points_gl[vis_ids[near]]
-    seed_lab = vis_lab[near]
-    median_depth = float(np.median(depth[hidden]))
-    voxel = cfg.connect_distance or max(0.005, 1.5 * dm.spacing_px * median_depth / cam.fx)
-    got = propagate_labels(seed_pts, seed_lab, points_gl[hidden_ids], voxel)
+    # seeds: visible points at the hidden points' depths, labelled with their instance (0 = background),
+    # except points of the dominant planes, which would take every hidden point near the floor
+    near = is_visible & (depth >= depth[hidden].min() * 0.8) & (depth <= depth[hidden].max() * 1.2)
+    seed_pts = points_gl[proj.indices[near]]
+    seed_lab = point_label[near]
+    off_plane = ~near_planes(seed_pts, planes, cfg.plane_tolerance)
+    voxel = cfg.connect_distance or 1.2 * _typical_spacing(hidden_pts)
+    got = propagate_labels(seed_pts[off_plane], seed_lab[off_plane], hidden_pts, voxel)
     out = list(groups)
     for i, seeds in enumerate(groups):
         add = hidden_ids[(got == i + 1) & (hidden_lab == i + 1)]
         if add.size:
             out[i] = np.sort(np.concatenate([seeds, add.astype(np.uint32)]))
     return out
+
+
+def _typical_spacing(points: np.ndarray, sample: int = 256, pool: int = 4096) -> float:
+    """Median distance from a point to its 4th-nearest neighbour (brute force on a random sample)."""
+    rng = np.random.default_rng(0)
+    pool_pts = points if len(points) <= pool else points[rng.choice(len(points), pool, replace=False)]
+    probe = pool_pts if len(pool_pts) <= sample else pool_pts[rng.choice(len(pool_pts), sample, replace=False)]
+    d2 = ((probe[:, None, :] - pool_pts[None, :, :]) ** 2).sum(axis=2)
+    d2[d2 == 0] = np.inf  # the probe itself
+    # the 4th neighbour: scan patterns are anisotropic (LiDAR rings are much further apart than the
+    # points along a ring), and a chain must bridge the larger gap
+    k = min(4, d2.shape[1]) - 1
+    nn = np.sqrt(np.partition(d2, k, axis=1)[:, k]) if k >= 0 else np.zeros(0)
+    nn = nn[np.isfinite(nn)]
+    # a sample of the pool is sparser than the cloud: scale by the sampling density
+    scale = np.sqrt(len(pool_pts) / len(points)) if len(points) > pool else 1.0
+    return max(0.002, float(np.median(nn)) * scale) if nn.size else 0.01

@@ -82,7 +82,7 @@ def surface_breaks(depth: np.ndarray, cam: PinholeIntrinsics, jump_rel: float = 
                    crease_deg: float = 40.0, step: int = 2) -> SurfaceBreaks:
     """Depth jumps and creases of a depth image (metres; ``inf``/NaN = no depth).
 
-    A pixel is a ``far_edge`` when it lies behind one of its 4-neighbours by more than
+    A pixel is a ``far_edge`` when it lies behind one of its 8 neighbours by more than
     ``jump_rel * depth + jump_abs``; a ``crease`` when the surface normals on its two sides differ by
     more than ``crease_deg`` (``>= 180`` disables creases).
     """
@@ -90,13 +90,15 @@ def surface_breaks(depth: np.ndarray, cam: PinholeIntrinsics, jump_rel: float = 
     valid = np.isfinite(z)
     tol = z * np.float32(jump_rel) + np.float32(jump_abs)
     far = np.zeros(z.shape, bool)
+    h, w = z.shape
     with np.errstate(invalid='ignore'):
-        dh = z[:, 1:] - z[:, :-1]  # > 0: the right pixel is farther
-        dv = z[1:] - z[:-1]
-        far[:, 1:] |= dh > tol[:, :-1]
-        far[:, :-1] |= -dh > tol[:, 1:]
-        far[1:] |= dv > tol[:-1]
-        far[:-1] |= -dv > tol[1:]
+        # all 8 neighbours: a jump traced through diagonal steps must still close 4-connected regions
+        for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            a = (slice(0, h - dy), slice(max(-dx, 0), w - max(dx, 0)))  # pixel
+            b = (slice(dy, h), slice(max(dx, 0), w - max(-dx, 0)))  # its neighbour at (+dy, +dx)
+            d = z[b] - z[a]  # > 0: the neighbour is farther
+            far[b] |= d > tol[a]
+            far[a] |= -d > tol[b]
     if crease_deg >= 180:
         crease = np.zeros(z.shape, bool)
     else:
