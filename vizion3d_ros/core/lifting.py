@@ -23,7 +23,7 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .surfaces import surface_breaks
+from .surfaces import depth_noise, surface_breaks
 from .zbuffer import depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
@@ -53,8 +53,9 @@ class LiftConfig:
     connect_hidden: bool = True
     #: Hop length of that link (metres); None = 1.2 times the hidden points' typical spacing.
     connect_distance: float | None = None
-    #: Points within this distance (metres) of a dominant background plane are not objects'.
-    plane_tolerance: float = 0.01
+    #: Points within this distance (metres) of a dominant background plane are not objects';
+    #: None = from the plane's own noise (2.5 sigma, 1 to 4 cm).
+    plane_tolerance: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in LIFT_MODES:
@@ -158,14 +159,14 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     if cfg.edge_band > 0 and dm.splat_radius == 0:
         _trim_spill(labels, masks, boxes, surface, cam, cfg)
     point_label = labels.reshape(-1)[pix]
-    planes = np.zeros((0, 4))
+    planes = np.zeros((0, 5))
     if dm.splat_radius > 0:
         # A cloud from another viewpoint: floors, walls and table tops seen through an object's mask
         # are background, and they would carry 3D connectivity into everything that touches them.
         in_mask = point_label > 0
         planes = fit_planes(points_gl[proj.indices[is_visible & ~in_mask]], cfg.plane_tolerance)
         on_plane = np.zeros_like(in_mask)
-        on_plane[in_mask] = near_planes(points_gl[proj.indices[in_mask]], planes, cfg.plane_tolerance)
+        on_plane[in_mask] = near_planes(points_gl[proj.indices[in_mask]], planes)
         point_label = np.where(on_plane, 0, point_label)
         # The sensor leaves holes in an object's surface (parts it did not see) through which whatever
         # lies behind shows as "visible": keep each mask's main depth cluster.
@@ -205,6 +206,12 @@ def _keep_main_depth_cluster(point_label: np.ndarray, is_visible: np.ndarray, de
     return out
 
 
+def _median(a: np.ndarray) -> float:
+    """Median without np.median's overhead (lower middle element; fine for thresholds)."""
+    m = (a.size - 1) // 2
+    return float(np.partition(a, m)[m])
+
+
 def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray) -> None:
     """Give pixels covered by several masks to the instance whose depth the visible surface matches.
 
@@ -220,17 +227,18 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
     if overlap.size == 0:
         return
     k = len(masks)
+    member = masks.reshape(k, -1)[:, overlap]  # (K, P)
     med = np.full(k, np.nan)
     spread = np.full(k, np.nan)
-    for i, (y0, y1, x0, x1) in enumerate(slices):
+    for i in np.flatnonzero(member.any(axis=1)):  # only instances that share pixels
+        y0, y1, x0, x1 = slices[i]
         sel = (labels[y0:y1, x0:x1] == i + 1) & (count[y0:y1, x0:x1] == 1)
-        z = surface[y0:y1, x0:x1][sel]
+        z = surface[y0:y1, x0:x1][sel][::4]  # a quarter of the pixels is plenty for a median
         z = z[np.isfinite(z)]
         if z.size:
-            med[i] = np.median(z)
-            spread[i] = max(1.4826 * np.median(np.abs(z - med[i])), 0.02 * med[i], 0.01)
+            med[i] = _median(z)
+            spread[i] = max(1.4826 * _median(np.abs(z - med[i])), 0.02 * med[i], 0.01)
     z = surface.reshape(-1)[overlap]
-    member = masks.reshape(k, -1)[:, overlap]  # (K, P)
     cost = np.abs(z[None, :] - med[:, None]) / spread[:, None]
     cost = np.where(member & np.isfinite(cost), cost, np.inf)
     best = np.argmin(cost, axis=0)
@@ -257,17 +265,18 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
     """
     import cv2
 
-    breaks = surface_breaks(surface, cam, jump_rel=cfg.depth_tolerance, jump_abs=cfg.depth_tolerance_abs,
-                            crease_deg=cfg.crease_deg)
-    cut = breaks.cut
+    noise = depth_noise(surface, cfg.depth_tolerance)
     h, w = labels.shape
     grow = np.ones((3, 3), np.uint8)
     for i, box in enumerate(boxes):
-        y0, y1, x0, x1 = _box_slice(box, h, w, pad=2)
+        y0, y1, x0, x1 = _box_slice(box, h, w, pad=8)  # room for the normals' stencils
         lab = labels[y0:y1, x0:x1]
         region = lab == i + 1
         if not region.any():
             continue
+        crop_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
+        breaks = surface_breaks(surface[y0:y1, x0:x1], crop_cam, jump_rel=cfg.depth_tolerance,
+                                jump_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg, noise=noise)
         mask = masks[i, y0:y1, x0:x1]
         m8 = mask.astype(np.uint8)
         # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
@@ -281,12 +290,12 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
         core_z = zc[core & np.isfinite(zc)]
         if core_z.size == 0:
             continue
-        far = breaks.far_edge[y0:y1, x0:x1]
-        crease = breaks.crease[y0:y1, x0:x1] & ~far
-        front = _in_front_of_core(zc, core, cfg) & ~core
-        z_top = float(np.percentile(core_z, 99))
+        far = breaks.far_edge
+        crease = breaks.crease & ~far
+        front = _in_front_of_core(breaks.smooth, core, region & ~core, noise, cfg)
+        z_top = float(np.partition(core_z, int(0.99 * (core_z.size - 1)))[int(0.99 * (core_z.size - 1))])
         behind = zc > z_top + cfg.depth_tolerance_abs
-        open_ = region & ~cut[y0:y1, x0:x1] & ~front
+        open_ = region & ~breaks.cut & ~front
         n, comp = cv2.connectedComponents((open_ & (core | ~behind)).astype(np.uint8), connectivity=4,
                                           ltype=cv2.CV_32S)
         keep = np.zeros(n, bool)
@@ -307,7 +316,7 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
             good[0] = False
             # and no part of an object lies deeper behind its core than the object is large
             size_px = max(np.ptp(np.flatnonzero(mask.any(axis=0))), np.ptp(np.flatnonzero(mask.any(axis=1)))) + 1
-            limit = z_top + size_px * float(np.median(core_z)) / cam.fx
+            limit = z_top + size_px * _median(core_z) / cam.fx
             kept = kept | (good[comp2] & (zc <= limit))
         # pixels on the far side of a jump or on a crease belong to a kept neighbour at their depth
         edge = region & (far | crease) & ~kept & ~front
@@ -316,7 +325,8 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
             hi = cv2.dilate(np.nan_to_num(zk, nan=-np.inf), grow)
             lo = cv2.erode(np.nan_to_num(zk, nan=np.inf), grow)
             tol = zc * cfg.depth_tolerance + cfg.depth_tolerance_abs
-            kept = kept | (edge & (zc <= hi + tol) & (zc >= lo - tol))
+            with np.errstate(invalid='ignore'):
+                kept = kept | (edge & (zc <= hi + tol) & (zc >= lo - tol))
         lab[region & ~(kept | core)] = 0
 
 
@@ -338,36 +348,36 @@ def _runs_on_outside(z: np.ndarray, mask: np.ndarray, cuts: np.ndarray, cfg: Lif
     return out
 
 
-def _in_front_of_core(z: np.ndarray, core: np.ndarray, cfg: LiftConfig) -> np.ndarray:
-    """Pixels nearer than the plane of their nearest core pixel extrapolates to.
+def _in_front_of_core(smooth: np.ndarray, core: np.ndarray, band: np.ndarray, noise: float,
+                      cfg: LiftConfig) -> np.ndarray:
+    """Band pixels nearer than the plane of their nearest core pixel extrapolates to.
 
     Spill onto a supporting surface (the floor in front of an object) continues without a depth jump
     but comes towards the camera where the object's own face, carried on by its slope, does not.
+    The plane comes from the smoothed depth; the margin covers the sensor noise (three sigma).
     """
     import cv2
 
-    zf = np.where(np.isfinite(z), z, np.nan).astype(np.float32)
-    gy, gx = np.gradient(zf)
-    gx = np.nan_to_num(gx)
-    gy = np.nan_to_num(gy)
+    out = np.zeros(core.shape, bool)
+    by, bx = np.nonzero(band)
+    if by.size == 0:
+        return out
+    zf = np.where(np.isfinite(smooth), smooth, np.nan).astype(np.float32)
     _, nearest = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
     cy, cx = np.nonzero(core)
-    n = int(nearest.max()) + 1
-    lut_x = np.zeros(n, np.float32)
-    lut_y = np.zeros(n, np.float32)
-    lut_z = np.full(n, np.nan, np.float32)
-    lut_gx = np.zeros(n, np.float32)
-    lut_gy = np.zeros(n, np.float32)
-    ids = nearest[cy, cx]
-    lut_x[ids], lut_y[ids], lut_z[ids] = cx, cy, zf[cy, cx]
-    lut_gx[ids], lut_gy[ids] = gx[cy, cx], gy[cy, cx]
-    yy, xx = np.indices(z.shape, dtype=np.float32)
-    q = nearest
-    expected = lut_z[q] + lut_gx[q] * (xx - lut_x[q]) + lut_gy[q] * (yy - lut_y[q])
+    lut = np.zeros((int(nearest.max()) + 1, 2), np.int64)
+    lut[nearest[cy, cx]] = np.stack([cy, cx], axis=1)
+    qy, qx = lut[nearest[by, bx]].T
+    h, w = zf.shape
+    # slope at the core pixel from central differences (one-sided at the crop's border)
+    gx = (zf[qy, np.minimum(qx + 1, w - 1)] - zf[qy, np.maximum(qx - 1, 0)]) / 2
+    gy = (zf[np.minimum(qy + 1, h - 1), qx] - zf[np.maximum(qy - 1, 0), qx]) / 2
     with np.errstate(invalid='ignore'):
-        return zf < expected * (1.0 - cfg.front_tolerance) - 0.002
-
+        expected = zf[qy, qx] + np.nan_to_num(gx) * (bx - qx) + np.nan_to_num(gy) * (by - qy)
+        margin = expected * cfg.front_tolerance + 0.002 + 3.0 * noise * expected ** 2
+        out[by, bx] = zf[by, bx] < expected - margin
+    return out
 
 def _connect_hidden(points_gl: np.ndarray, proj: Projection, point_label: np.ndarray, hidden: np.ndarray,
                     is_visible: np.ndarray, groups: list[np.ndarray], planes: np.ndarray,
@@ -382,7 +392,7 @@ def _connect_hidden(points_gl: np.ndarray, proj: Projection, point_label: np.nda
     near = is_visible & (depth >= depth[hidden].min() * 0.8) & (depth <= depth[hidden].max() * 1.2)
     seed_pts = points_gl[proj.indices[near]]
     seed_lab = point_label[near]
-    off_plane = ~near_planes(seed_pts, planes, cfg.plane_tolerance)
+    off_plane = ~near_planes(seed_pts, planes)
     voxel = cfg.connect_distance or 1.2 * _typical_spacing(hidden_pts)
     got = propagate_labels(seed_pts[off_plane], seed_lab[off_plane], hidden_pts, voxel)
     out = list(groups)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def fit_planes(points: np.ndarray, threshold: float, max_planes: int = 3, min_fraction: float = 0.1,
-               hypotheses: int = 256, sample: int = 4000, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Up to ``max_planes`` planes ``(n_x, n_y, n_z, d)`` with ``n . p + d = 0`` (unit normal).
+def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: int = 3,
+               min_fraction: float = 0.1, hypotheses: int = 256, sample: int = 4000,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """Up to ``max_planes`` planes ``(n_x, n_y, n_z, d, tolerance)`` with ``n . p + d = 0`` (unit n).
 
-    Each plane must hold at least ``min_fraction`` of ``points`` within ``threshold``; planes are found
-    greedily on a random subsample, each refined by least squares on its inliers.
+    Each plane must hold at least ``min_fraction`` of ``points``; planes are found greedily on a random
+    subsample and refined by least squares on their inliers. ``threshold`` None adapts each plane's
+    inlier ``tolerance`` to the noise of its points (2.5 sigma, 1 to 4 cm); a number fixes it.
     """
     rng = rng or np.random.default_rng(0)
     pts = np.asarray(points, dtype=np.float64)
@@ -23,6 +25,7 @@ def fit_planes(points: np.ndarray, threshold: float, max_planes: int = 3, min_fr
         pts = pts[rng.choice(len(pts), sample, replace=False)]
     planes = []
     need = max(3, int(min_fraction * len(pts)))
+    search = 0.03 if threshold is None else threshold
     for _ in range(max_planes):
         if len(pts) < need:
             break
@@ -34,18 +37,21 @@ def fit_planes(points: np.ndarray, threshold: float, max_planes: int = 3, min_fr
             break
         n = n[ok] / norm[ok, None]
         d = -np.einsum('ij,ij->i', n, tri[ok, 0])
-        counts = (np.abs(pts @ n.T + d) < threshold).sum(axis=0)
+        counts = (np.abs(pts @ n.T + d) < search).sum(axis=0)
         best = int(np.argmax(counts))
         if counts[best] < need:
             break
-        inl = np.abs(pts @ n[best] + d[best]) < threshold
+        inl = np.abs(pts @ n[best] + d[best]) < search
         plane = _refine(pts[inl])
-        inl = np.abs(pts @ plane[:3] + plane[3]) < threshold
+        res = np.abs(pts @ plane[:3] + plane[3])
+        tol = threshold if threshold is not None else \
+            float(np.clip(2.5 * 1.4826 * np.median(res[res < search]), 0.01, 0.04))
+        inl = res < tol
         if inl.sum() < need:
             break
-        planes.append(plane)
+        planes.append(np.r_[plane, tol])
         pts = pts[~inl]
-    return np.array(planes, dtype=np.float64).reshape(-1, 4)
+    return np.array(planes, dtype=np.float64).reshape(-1, 5)
 
 
 def _refine(pts: np.ndarray) -> np.ndarray:
@@ -55,9 +61,9 @@ def _refine(pts: np.ndarray) -> np.ndarray:
     return np.r_[n, -n @ c]
 
 
-def near_planes(points: np.ndarray, planes: np.ndarray, threshold: float) -> np.ndarray:
-    """True for points within ``threshold`` of any plane."""
+def near_planes(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """True for points within each plane's own tolerance of any plane."""
     if len(planes) == 0:
         return np.zeros(len(points), bool)
     dist = np.abs(np.asarray(points, dtype=np.float64) @ planes[:, :3].T + planes[:, 3])
-    return (dist < threshold).any(axis=1)
+    return (dist < planes[:, 4]).any(axis=1)
