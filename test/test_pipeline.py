@@ -24,7 +24,7 @@ class PrecomputedBackend:
 def test_tum_chairs_are_lifted_onto_their_masked_points(tum_frame, tum_segmentation):
     cam = tum_frame.camera
     optical = depth_to_points_optical(tum_frame.depth, cam)
-    result = FramePipeline(PrecomputedBackend(tum_segmentation)).process(
+    result = FramePipeline(PrecomputedBackend(tum_segmentation), lift_mode='exclusive').process(
         tum_frame.color, cam, optical_to_gl(optical), stats_points=optical)
     chairs = [o for o in result.objects if o.label == 'chair']
     assert len(chairs) >= 2
@@ -50,7 +50,7 @@ def test_tum_chairs_are_lifted_onto_their_masked_points(tum_frame, tum_segmentat
 def test_exclusive_keeps_every_masked_point_of_the_most_confident_object(tum_frame, tum_segmentation):
     cam = tum_frame.camera
     optical = depth_to_points_optical(tum_frame.depth, cam)
-    objs = lift_segmentation(optical_to_gl(optical), cam, tum_segmentation)
+    objs = lift_segmentation(optical_to_gl(optical), cam, tum_segmentation, mode='exclusive')
     top = objs[0]
     expected = np.flatnonzero(top.mask.reshape(-1) & np.isfinite(tum_frame.depth).reshape(-1))
     np.testing.assert_array_equal(top.point_indices, expected)
@@ -70,3 +70,17 @@ def test_mask_crop_is_tight(tum_frame, tum_segmentation):
     (x, y, w, h), crop = obj.mask_crop()
     assert crop.shape == (h, w) and crop.sum() == obj.mask.sum()
     assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
+
+
+def test_default_visible_mode_trims_borders_but_keeps_the_objects(tum_frame, tum_segmentation):
+    """On the real frame the default mode only removes points (mask spill), and never most of one."""
+    cam = tum_frame.camera
+    gl = optical_to_gl(depth_to_points_optical(tum_frame.depth, cam))
+    exclusive = lift_segmentation(gl, cam, tum_segmentation, mode='exclusive')
+    visible = lift_segmentation(gl, cam, tum_segmentation)
+    assert [o.label for o in visible] == [o.label for o in exclusive]
+    for v, e in zip(visible, exclusive):
+        assert np.isin(v.point_indices, e.point_indices).all()
+        if e.label == 'chair':
+            assert len(v.point_indices) >= 0.85 * len(e.point_indices)
+    assert sum(len(v.point_indices) for v in visible) < sum(len(e.point_indices) for e in exclusive)

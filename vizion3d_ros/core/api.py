@@ -39,8 +39,9 @@ from .camera import PinholeIntrinsics
 from .colors import palette
 from .frames import optical_to_gl
 from .frontview import render_front_view
+from .geometry import oriented_box
 from .intrinsics import IntrinsicsError, derive_intrinsics, intrinsics_from_cloud
-from .lifting import LIFT_MODES
+from .lifting import LIFT_MODES, LiftConfig
 from .models import DEFAULT_MODEL_URL, ModelUnavailableError, ProgressCallback, is_url, resolve_model
 from .pipeline import FramePipeline
 from .segmentation.base import SegmentationBackend
@@ -83,6 +84,9 @@ class ObjectMaskAnnotation3DConfig:
     #: How masks become points: ``visible`` (occlusion-aware, default), ``exclusive`` or ``naive``
     #: (every point projecting into a mask, vizion3D's behaviour); see :mod:`.lifting`.
     lift_mode: str = 'visible'
+    #: Every lifting option (tolerances, edge band, hidden-point links, ...); None = the defaults.
+    #: ``lift_mode`` wins over ``lift.mode``.
+    lift: LiftConfig | None = None
     #: Drop detections with fewer 3D points (0 keeps every detection, as vizion3D does).
     min_points: int = 0
     #: Size of the synthetic front view in point-cloud-only mode (None = derived, width 640).
@@ -203,29 +207,6 @@ class ObjectMaskAnnotation3DResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def oriented_box(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(center, rotation, extents)`` of the box along the principal axes (PCA) of ``(M, 3)`` points.
-
-    Tighter than the axis-aligned box for objects turned in the frame (a chair at 45 degrees).
-    ``rotation`` columns are the covariance eigenvectors by decreasing variance, made right-handed;
-    ``extents`` the full point spread along them; ``center`` the middle of that spread (not the mean).
-    No points gives zeros and the identity.
-    """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(pts) == 0:
-        return np.zeros(3), np.eye(3), np.zeros(3)
-    mean = pts.mean(axis=0)
-    centred = pts - mean
-    cov = centred.T @ centred / len(pts)
-    _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
-    rot = vecs[:, ::-1].copy()
-    if np.linalg.det(rot) < 0:
-        rot[:, 2] = -rot[:, 2]
-    local = centred @ rot
-    lo, hi = local.min(axis=0), local.max(axis=0)
-    return mean + rot @ ((lo + hi) / 2.0), rot, hi - lo
-
-
 class ObjectMaskAnnotation3D:
     """Runs :class:`ObjectMaskAnnotation3DCommand` s; models stay loaded for the process's lifetime.
 
@@ -268,7 +249,8 @@ class ObjectMaskAnnotation3D:
         timings['image'] = (t2 - t1) * 1e3
         self.log(f'segmenting the {cam.width}x{cam.height} image with {backend_used}; '
                  f'lifting onto {len(points)} points ({cfg.lift_mode})')
-        frame = FramePipeline(backend, lift_mode=cfg.lift_mode, min_points=cfg.min_points).process(
+        frame = FramePipeline(backend, lift_mode=cfg.lift_mode, min_points=cfg.min_points,
+                              lift_config=cfg.lift).process(
             image, cam, points_gl, stats_points=points)
         timings.update(frame.timings_ms)
         t3 = time.perf_counter()

@@ -54,7 +54,7 @@ class LiftConfig:
     #: Hop length of that link (metres); None = 1.2 times the hidden points' typical spacing.
     connect_distance: float | None = None
     #: Points within this distance (metres) of a dominant background plane are not objects';
-    #: None = from the plane's own noise (2.5 sigma, 1 to 4 cm).
+    #: None = from the plane's own noise (2.5 sigma, 0.5 to 4 cm).
     plane_tolerance: float | None = None
 
     def __post_init__(self) -> None:

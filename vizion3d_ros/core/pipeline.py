@@ -11,7 +11,7 @@ import numpy as np
 
 from .camera import PinholeIntrinsics, project_gl
 from .geometry import ObjectGeometry, object_geometry
-from .lifting import lift_masks
+from .lifting import LiftConfig, lift_masks
 from .segmentation.base import Segmentation, SegmentationBackend
 
 
@@ -49,17 +49,19 @@ class FrameResult:
 
 
 def lift_segmentation(points_gl: np.ndarray, cam: PinholeIntrinsics, seg: Segmentation,
-                      mode: str = 'exclusive', stats_points: np.ndarray | None = None,
-                      min_points: int = 0) -> list[LiftedObject]:
+                      mode: str | None = None, stats_points: np.ndarray | None = None,
+                      min_points: int = 0, config: LiftConfig | None = None) -> list[LiftedObject]:
     """Lift every instance of ``seg`` onto ``points_gl`` (OpenGL camera space).
 
-    Centroids and boxes are computed on ``stats_points`` (same points, any frame: the ROS node passes
-    the cloud in its own frame) or on ``points_gl``. Instances with fewer than ``min_points`` points
-    are dropped. Ids are 1-based in descending confidence.
+    ``config`` holds the lifting options (default :class:`LiftConfig`, the ``visible`` mode); ``mode``
+    overrides its mode. Centroids and boxes are computed on ``stats_points`` (same points, any frame:
+    the ROS node passes the cloud in its own frame) or on ``points_gl``. Instances with fewer than
+    ``min_points`` points are dropped. Ids are 1-based in descending confidence.
     """
     seg = seg if _is_sorted(seg.scores) else seg.sorted()
     proj = project_gl(points_gl, cam)
-    groups = lift_masks(points_gl, cam, seg.masks, seg.scores, seg.boxes, mode=mode, projection=proj)
+    groups = lift_masks(points_gl, cam, seg.masks, seg.scores, seg.boxes, mode=mode, projection=proj,
+                        config=config)
     stats = points_gl if stats_points is None else stats_points
     objects: list[LiftedObject] = []
     for k, idx in enumerate(groups):
@@ -79,9 +81,11 @@ def _is_sorted(scores: np.ndarray) -> bool:
 class FramePipeline:
     """Segmentation backend + lifting, with per-stage timings."""
 
-    def __init__(self, backend: SegmentationBackend, lift_mode: str = 'exclusive', min_points: int = 1):
+    def __init__(self, backend: SegmentationBackend, lift_mode: str | None = None, min_points: int = 1,
+                 lift_config: LiftConfig | None = None):
         self.backend = backend
-        self.lift_mode = lift_mode
+        self.lift_config = lift_config or LiftConfig()
+        self.lift_mode = lift_mode or self.lift_config.mode
         self.min_points = min_points
 
     def process(self, image_rgb: np.ndarray, cam: PinholeIntrinsics, points_gl: np.ndarray,
@@ -94,7 +98,8 @@ class FramePipeline:
         t0 = time.perf_counter()
         seg = self.backend.segment(image_rgb)
         t1 = time.perf_counter()
-        objects = lift_segmentation(points_gl, cam, seg, mode=self.lift_mode, stats_points=stats_points,
+        objects = lift_segmentation(points_gl, cam, seg, mode=self.lift_mode, config=self.lift_config,
+                                    stats_points=stats_points,
                                     min_points=self.min_points)
         t2 = time.perf_counter()
         return FrameResult(objects=objects, segmentation=seg, num_points=len(points_gl),

@@ -16,7 +16,7 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
 
     Each plane must hold at least ``min_fraction`` of ``points``; planes are found greedily on a random
     subsample and refined by least squares on their inliers. ``threshold`` None adapts each plane's
-    inlier ``tolerance`` to the noise of its points (2.5 sigma, 1 to 4 cm); a number fixes it.
+    inlier ``tolerance`` to the noise of its points (2.5 sigma, 0.5 to 4 cm); a number fixes it.
     """
     rng = rng or np.random.default_rng(0)
     pts = np.asarray(points, dtype=np.float64)
@@ -45,7 +45,7 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
         plane = _refine(pts[inl])
         res = np.abs(pts @ plane[:3] + plane[3])
         tol = threshold if threshold is not None else \
-            float(np.clip(2.5 * 1.4826 * np.median(res[res < search]), 0.01, 0.04))
+            float(np.clip(2.5 * 1.4826 * np.median(res[res < search]), 0.005, 0.04))
         inl = res < tol
         if inl.sum() < need:
             break

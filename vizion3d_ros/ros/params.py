@@ -21,7 +21,7 @@ class NodeSettings:
     iou_threshold: float = 0.45
     classes: str = ''
     cpu_threads: int = 0
-    lift_mode: str = 'exclusive'
+    lift_mode: str = 'visible'
     min_points: int = 1
     sync_slop: float = 0.05
     sync_queue_size: int = 10
@@ -46,8 +46,11 @@ _DESCRIPTIONS: dict[str, tuple[str, object | None]] = {
                 'Empty = all classes.', None),
     'cpu_threads': ('Torch CPU threads for inference; 0 = all cores.', IntegerRange(
         from_value=0, to_value=256, step=1)),
-    'lift_mode': (f"How masks become point sets: {' | '.join(LIFT_MODES)} (exclusive: each point "
-                  'belongs to at most one object, the most confident mask wins).', None),
+    'lift_mode': ("How masks become point sets: 'visible' (occlusion-aware: only points on the surface the "
+                  'camera sees, or linked in 3D to it; mask spill across depth jumps and creases trimmed; '
+                  "each point in at most one object), 'exclusive' (every point projecting into a mask, the "
+                  "most confident mask wins) or 'naive' (every point projecting into a mask; objects may "
+                  'share points).', None),
     'min_points': ('Objects with fewer 3D points are not published.', IntegerRange(
         from_value=0, to_value=1_000_000, step=1)),
     'sync_slop': ('Largest stamp difference (seconds) between image, camera_info and cloud of one frame.',
