@@ -263,71 +263,81 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
     * other pieces (cut off by creases: a box's top, a receding side) are the object unless their
       surface runs on smoothly outside the mask, which is what spill onto the background does.
     """
+    noise = depth_noise(surface, cfg.depth_tolerance)
+    for i, box in enumerate(boxes):
+        _trim_one(labels, masks, surface, cam, cfg, noise, i, box)
+
+
+def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: PinholeIntrinsics,
+              cfg: LiftConfig, noise: float, i: int, box: np.ndarray) -> None:
+    """:func:`_trim_spill` for instance ``i`` (only ever clears pixels of its own label)."""
     import cv2
 
-    noise = depth_noise(surface, cfg.depth_tolerance)
     h, w = labels.shape
     grow = np.ones((3, 3), np.uint8)
-    for i, box in enumerate(boxes):
-        y0, y1, x0, x1 = _box_slice(box, h, w, pad=8)  # room for the normals' stencils
-        lab = labels[y0:y1, x0:x1]
-        region = lab == i + 1
-        if not region.any():
-            continue
-        crop_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
-        breaks = surface_breaks(surface[y0:y1, x0:x1], crop_cam, jump_rel=cfg.depth_tolerance,
-                                jump_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg, noise=noise)
-        mask = masks[i, y0:y1, x0:x1]
-        m8 = mask.astype(np.uint8)
-        # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
-        radius = float(cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3).max())
-        e = int(min(cfg.edge_band, radius - 2))
-        if e < 1:
-            continue
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
-        core = cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool) & region
-        zc = surface[y0:y1, x0:x1]
-        core_z = zc[core & np.isfinite(zc)]
-        if core_z.size == 0:
-            continue
-        far = breaks.far_edge
-        crease = breaks.crease & ~far
-        front = _in_front_of_core(breaks.smooth, core, region & ~core, noise, cfg)
-        z_top = float(np.partition(core_z, int(0.99 * (core_z.size - 1)))[int(0.99 * (core_z.size - 1))])
-        behind = zc > z_top + cfg.depth_tolerance_abs
-        open_ = region & ~breaks.cut & ~front
-        n, comp = cv2.connectedComponents((open_ & (core | ~behind)).astype(np.uint8), connectivity=4,
-                                          ltype=cv2.CV_32S)
-        keep = np.zeros(n, bool)
-        keep[comp[core]] = True
-        keep[0] = False
-        kept = keep[comp]
-        rest = open_ & ~kept
-        if rest.any():
-            n2, comp2 = cv2.connectedComponents(rest.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-            # spill runs on outside along most of its contact with the mask's edge; an object part
-            # only where a jump or crease line has a gap
-            leaks = _runs_on_outside(zc, mask, crease | far, cfg) & rest
-            contact = rest & ~cv2.erode(m8, grow, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
-            n_leak = np.bincount(comp2[leaks], minlength=n2)
-            n_contact = np.bincount(comp2[contact], minlength=n2)
-            leaky = (n_leak >= 2) & (n_leak >= 0.3 * n_contact)
-            good = ~leaky
-            good[0] = False
-            # and no part of an object lies deeper behind its core than the object is large
-            size_px = max(np.ptp(np.flatnonzero(mask.any(axis=0))), np.ptp(np.flatnonzero(mask.any(axis=1)))) + 1
-            limit = z_top + size_px * _median(core_z) / cam.fx
-            kept = kept | (good[comp2] & (zc <= limit))
-        # pixels on the far side of a jump or on a crease belong to a kept neighbour at their depth
-        edge = region & (far | crease) & ~kept & ~front
-        if edge.any():
-            zk = np.where(kept, zc, np.nan).astype(np.float32)
-            hi = cv2.dilate(np.nan_to_num(zk, nan=-np.inf), grow)
-            lo = cv2.erode(np.nan_to_num(zk, nan=np.inf), grow)
-            tol = zc * cfg.depth_tolerance + cfg.depth_tolerance_abs
-            with np.errstate(invalid='ignore'):
-                kept = kept | (edge & (zc <= hi + tol) & (zc >= lo - tol))
-        lab[region & ~(kept | core)] = 0
+    y0, y1, x0, x1 = _box_slice(box, h, w, pad=8)  # room for the normals' stencils
+    lab = labels[y0:y1, x0:x1]
+    region = lab == i + 1
+    if not region.any():
+        return
+    mask = masks[i, y0:y1, x0:x1]
+    m8 = mask.astype(np.uint8)
+    # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
+    radius = float(cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3).max())
+    e = int(min(cfg.edge_band, radius - 2))
+    if e < 1:
+        return
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
+    core = cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool) & region
+    # breaks are only looked at in the border band and just outside the mask
+    rim = cv2.dilate(m8, grow).astype(bool) & ~cv2.erode(m8, grow).astype(bool)
+    where = cv2.dilate((region & ~core).astype(np.uint8), grow).astype(bool) | rim
+    crop_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
+    breaks = surface_breaks(surface[y0:y1, x0:x1], crop_cam, jump_rel=cfg.depth_tolerance,
+                            jump_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg, noise=noise,
+                            where=where)
+    zc = surface[y0:y1, x0:x1]
+    core_z = zc[core & np.isfinite(zc)]
+    if core_z.size == 0:
+        return
+    far = breaks.far_edge
+    crease = breaks.crease & ~far
+    front = _in_front_of_core(breaks.smooth, core, region & ~core, noise, cfg)
+    z_top = float(np.partition(core_z, int(0.99 * (core_z.size - 1)))[int(0.99 * (core_z.size - 1))])
+    behind = zc > z_top + cfg.depth_tolerance_abs
+    open_ = region & ~breaks.cut & ~front
+    n, comp = cv2.connectedComponents((open_ & (core | ~behind)).astype(np.uint8), connectivity=4,
+                                      ltype=cv2.CV_32S)
+    keep = np.zeros(n, bool)
+    keep[comp[core]] = True
+    keep[0] = False
+    kept = keep[comp]
+    rest = open_ & ~kept
+    if rest.any():
+        n2, comp2 = cv2.connectedComponents(rest.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        # spill runs on outside along most of its contact with the mask's edge; an object part
+        # only where a jump or crease line has a gap
+        leaks = _runs_on_outside(zc, mask, crease | far, cfg) & rest
+        contact = rest & ~cv2.erode(m8, grow, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+        n_leak = np.bincount(comp2[leaks], minlength=n2)
+        n_contact = np.bincount(comp2[contact], minlength=n2)
+        leaky = (n_leak >= 2) & (n_leak >= 0.3 * n_contact)
+        good = ~leaky
+        good[0] = False
+        # and no part of an object lies deeper behind its core than the object is large
+        size_px = max(np.ptp(np.flatnonzero(mask.any(axis=0))), np.ptp(np.flatnonzero(mask.any(axis=1)))) + 1
+        limit = z_top + size_px * _median(core_z) / cam.fx
+        kept = kept | (good[comp2] & (zc <= limit))
+    # pixels on the far side of a jump or on a crease belong to a kept neighbour at their depth
+    edge = region & (far | crease) & ~kept & ~front
+    if edge.any():
+        zk = np.where(kept, zc, np.nan).astype(np.float32)
+        hi = cv2.dilate(np.nan_to_num(zk, nan=-np.inf), grow)
+        lo = cv2.erode(np.nan_to_num(zk, nan=np.inf), grow)
+        tol = zc * cfg.depth_tolerance + cfg.depth_tolerance_abs
+        with np.errstate(invalid='ignore'):
+            kept = kept | (edge & (zc <= hi + tol) & (zc >= lo - tol))
+    lab[region & ~(kept | core)] = 0
 
 
 def _runs_on_outside(z: np.ndarray, mask: np.ndarray, cuts: np.ndarray, cfg: LiftConfig) -> np.ndarray:
