@@ -73,14 +73,19 @@ def test_mask_crop_is_tight(tum_frame, tum_segmentation):
 
 
 def test_default_visible_mode_trims_borders_but_keeps_the_objects(tum_frame, tum_segmentation):
-    """On the real frame the default mode only removes points (mask spill), and never most of one."""
+    """On the real frame the default mode trims mask spill but never most of an object.
+
+    Its points stay inside their own masks (organised cloud: point i is pixel i); where two masks
+    overlap, geometry may give a pixel to the less confident one, so it is not a plain subset.
+    """
     cam = tum_frame.camera
     gl = optical_to_gl(depth_to_points_optical(tum_frame.depth, cam))
     exclusive = lift_segmentation(gl, cam, tum_segmentation, mode='exclusive')
     visible = lift_segmentation(gl, cam, tum_segmentation)
     assert [o.label for o in visible] == [o.label for o in exclusive]
     for v, e in zip(visible, exclusive):
-        assert np.isin(v.point_indices, e.point_indices).all()
+        assert v.mask.reshape(-1)[v.point_indices].all()
+        assert np.isin(v.point_indices, e.point_indices).mean() > 0.99
         if e.label == 'chair':
             assert len(v.point_indices) >= 0.85 * len(e.point_indices)
     assert sum(len(v.point_indices) for v in visible) < sum(len(e.point_indices) for e in exclusive)

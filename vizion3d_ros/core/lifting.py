@@ -283,8 +283,7 @@ def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: P
     mask = masks[i, y0:y1, x0:x1]
     m8 = mask.astype(np.uint8)
     # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
-    radius = float(cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3).max())
-    e = int(min(cfg.edge_band, radius - 2))
+    e = int(min(cfg.edge_band, float(cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3).max()) - 2))
     if e < 1:
         return
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
@@ -329,14 +328,23 @@ def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: P
         limit = z_top + size_px * _median(core_z) / cam.fx
         kept = kept | (good[comp2] & (zc <= limit))
     # pixels on the far side of a jump or on a crease belong to a kept neighbour at their depth
-    edge = region & (far | crease) & ~kept & ~front
-    if edge.any():
-        zk = np.where(kept, zc, np.nan).astype(np.float32)
-        hi = cv2.dilate(np.nan_to_num(zk, nan=-np.inf), grow)
-        lo = cv2.erode(np.nan_to_num(zk, nan=np.inf), grow)
-        tol = zc * cfg.depth_tolerance + cfg.depth_tolerance_abs
+    ey, ex = np.nonzero(region & (far | crease) & ~kept & ~front)
+    if ey.size:
+        ze = zc[ey, ex]
+        tol = ze * cfg.depth_tolerance + cfg.depth_tolerance_abs
+        lo = np.full(ey.size, np.inf, np.float32)
+        hi = np.full(ey.size, -np.inf, np.float32)
+        hh, ww = zc.shape
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)):
+            ny = np.clip(ey + dy, 0, hh - 1)
+            nx = np.clip(ex + dx, 0, ww - 1)
+            zn = np.where(kept[ny, nx], zc[ny, nx], np.nan)
+            lo = np.fmin(lo, zn)
+            hi = np.fmax(hi, zn)
         with np.errstate(invalid='ignore'):
-            kept = kept | (edge & (zc <= hi + tol) & (zc >= lo - tol))
+            ok = (ze <= hi + tol) & (ze >= lo - tol)
+        kept = kept.copy()
+        kept[ey[ok], ex[ok]] = True
     lab[region & ~(kept | core)] = 0
 
 
@@ -372,7 +380,7 @@ def _in_front_of_core(smooth: np.ndarray, core: np.ndarray, band: np.ndarray, no
     by, bx = np.nonzero(band)
     if by.size == 0:
         return out
-    zf = np.where(np.isfinite(smooth), smooth, np.nan).astype(np.float32)
+    zf = smooth
     _, nearest = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
     cy, cx = np.nonzero(core)
@@ -381,10 +389,12 @@ def _in_front_of_core(smooth: np.ndarray, core: np.ndarray, band: np.ndarray, no
     qy, qx = lut[nearest[by, bx]].T
     h, w = zf.shape
     # slope at the core pixel from central differences (one-sided at the crop's border)
-    gx = (zf[qy, np.minimum(qx + 1, w - 1)] - zf[qy, np.maximum(qx - 1, 0)]) / 2
-    gy = (zf[np.minimum(qy + 1, h - 1), qx] - zf[np.maximum(qy - 1, 0), qx]) / 2
     with np.errstate(invalid='ignore'):
-        expected = zf[qy, qx] + np.nan_to_num(gx) * (bx - qx) + np.nan_to_num(gy) * (by - qy)
+        gx = (zf[qy, np.minimum(qx + 1, w - 1)] - zf[qy, np.maximum(qx - 1, 0)]) / 2
+        gy = (zf[np.minimum(qy + 1, h - 1), qx] - zf[np.maximum(qy - 1, 0), qx]) / 2
+        gx = np.where(np.isfinite(gx), gx, 0)
+        gy = np.where(np.isfinite(gy), gy, 0)
+        expected = zf[qy, qx] + gx * (bx - qx) + gy * (by - qy)
         margin = expected * cfg.front_tolerance + 0.002 + 3.0 * noise * expected ** 2
         out[by, bx] = zf[by, bx] < expected - margin
     return out
