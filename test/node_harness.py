@@ -93,7 +93,7 @@ class Client:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return predicate()
 
-    def wait_matched(self, timeout: float = 30.0) -> None:
+    def wait_matched(self, timeout: float = 60.0) -> None:
         pubs = (self.image_pub, self.info_pub, self.cloud_pub)
         ok = self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs)
                              and self.node.count_publishers('objects') > 0, timeout)
