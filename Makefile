@@ -5,7 +5,7 @@ SHARED ?= $(abspath ../shared)
 MODEL ?= $(SHARED)/models/yolov8n-seg-coco.pt
 OUT ?= out/demo
 
-.PHONY: setup demo test lint unit integration clean help
+.PHONY: setup demo test lint unit integration bench-lifting clean help
 
 help:
 	@echo "make setup  - install everything (system packages, pinned venv, colcon build); idempotent"
@@ -29,6 +29,9 @@ unit: setup
 
 integration: setup
 	@$(ENV) && python -m pytest test -m integration
+
+bench-lifting: setup
+	@$(ENV) && python bench/bench_lifting.py
 
 clean:
 	rm -rf build install log out .pytest_cache .ruff_cache
