@@ -41,12 +41,20 @@ def propagate_labels(seeds: np.ndarray, seed_labels: np.ndarray, candidates: np.
     inv = 1.0 / float(voxel)
     cand_keys, cand_voxel = np.unique(_keys(np.floor(candidates * inv).astype(np.int64)), return_inverse=True)
     voxel_label = np.full(len(cand_keys), -1, np.int64)
-    seed_keys = _keys(np.floor(seeds * inv).astype(np.int64))
+    # only seeds near the candidates can reach them
+    lo = candidates.min(axis=0) - 2 * voxel
+    hi = candidates.max(axis=0) + 2 * voxel
+    near = np.all((seeds >= lo) & (seeds <= hi), axis=1)
+    seeds, seed_labels = seeds[near], np.asarray(seed_labels)[near]
+    if len(seeds) == 0:
+        return out
     # a voxel holding seeds of several labels keeps the smallest (objects are numbered from 1, so
-    # where an object touches the background its voxel stays background)
-    order = np.lexsort((seed_labels, seed_keys))
-    seed_keys, first = np.unique(seed_keys[order], return_index=True)
-    frontier_keys, frontier_labels = seed_keys, np.asarray(seed_labels)[order][first]
+    # where an object touches the background its voxel stays background): order by label (a cheap
+    # stable sort of small ints), then np.unique's first occurrence is the smallest label
+    order = np.argsort(seed_labels, kind='stable')
+    seed_keys = _keys(np.floor(seeds[order] * inv).astype(np.int64))
+    frontier_keys, first = np.unique(seed_keys, return_index=True)
+    frontier_labels = seed_labels[order][first]
     # seeds inside candidate voxels claim them right away
     pos = np.minimum(np.searchsorted(cand_keys, frontier_keys), len(cand_keys) - 1)
     own = cand_keys[pos] == frontier_keys

@@ -51,7 +51,7 @@ class LiftConfig:
     front_tolerance: float = 0.0
     #: Link hidden points to the object's visible points in 3D (clouds not taken from the camera).
     connect_hidden: bool = True
-    #: Hop length of that link (metres); None = 1.2 times the hidden points' typical spacing.
+    #: Hop length of that link (metres); None = 1.2 times the hidden points' typical spacing, >= 1 cm.
     connect_distance: float | None = None
     #: Points within this distance (metres) of a dominant background plane are not objects';
     #: None = from the plane's own noise (2.5 sigma, 0.5 to 4 cm).
@@ -413,7 +413,8 @@ def _connect_hidden(points_gl: np.ndarray, proj: Projection, point_label: np.nda
     seed_pts = points_gl[proj.indices[near]]
     seed_lab = point_label[near]
     off_plane = ~near_planes(seed_pts, planes)
-    voxel = cfg.connect_distance or 1.2 * _typical_spacing(hidden_pts)
+    # at least 1 cm: denser clouds would only make the hops (and their number) smaller
+    voxel = cfg.connect_distance or max(0.01, 1.2 * _typical_spacing(hidden_pts))
     got = propagate_labels(seed_pts[off_plane], seed_lab[off_plane], hidden_pts, voxel)
     out = list(groups)
     for i, seeds in enumerate(groups):
