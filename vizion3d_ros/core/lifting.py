@@ -207,8 +207,14 @@ def _keep_main_depth_cluster(point_label: np.ndarray, is_visible: np.ndarray, de
 
 
 def _median(a: np.ndarray) -> float:
-    """Median without np.median's overhead (lower middle element; fine for thresholds)."""
-    m = (a.size - 1) // 2
+    """Median for thresholds: lower middle element of at most ~4096 evenly strided samples."""
+    return _quantile(a, 0.5)
+
+
+def _quantile(a: np.ndarray, q: float) -> float:
+    """Quantile for thresholds, from at most ~4096 evenly strided samples (a partition, not a sort)."""
+    a = a[::max(1, a.size // 4096)]
+    m = int(q * (a.size - 1))
     return float(np.partition(a, m)[m])
 
 
@@ -302,7 +308,7 @@ def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: P
     far = breaks.far_edge
     crease = breaks.crease & ~far
     front = _in_front_of_core(breaks.smooth, core, region & ~core, noise, cfg)
-    z_top = float(np.partition(core_z, int(0.99 * (core_z.size - 1)))[int(0.99 * (core_z.size - 1))])
+    z_top = _quantile(core_z, 0.99)
     behind = zc > z_top + cfg.depth_tolerance_abs
     open_ = region & ~breaks.cut & ~front
     n, comp = cv2.connectedComponents((open_ & (core | ~behind)).astype(np.uint8), connectivity=4,
