@@ -76,7 +76,7 @@ else
 fi
 
 # ------------------------------------------------------------------ 3. colcon build
-build_inputs=(package.xml CMakeLists.txt msg/*.msg scripts/vizion3d_* launch/* config/*)
+build_inputs=(package.xml CMakeLists.txt msg/*.msg scripts/vizion3d* launch/* config/*)
 # --symlink-install links files one by one: a new Python module needs a rebuild, an edited one does not
 build_hash=$( (hash_of "${build_inputs[@]}"; ls "${build_inputs[@]}"; find vizion3d_ros -name '*.py' | sort;
                echo "$req_hash") | sha256sum | cut -c1-16)
