@@ -24,6 +24,7 @@ from vizion3d_ros.msg import ObjectMask3DArray
 
 from ..core.colors import recolor
 from ..core.frames import optical_to_gl
+from ..core.lifting import LiftConfig
 from ..core.models import ModelUnavailableError, resolve_model
 from ..core.pipeline import FramePipeline
 from ..core.segmentation.base import parse_class_filter
@@ -125,7 +126,8 @@ class Vizion3DNode(Node):
             self.get_logger().error(self.model_error)
             return
         self.model_name = path.name
-        self.pipeline = FramePipeline(backend, lift_mode=s.lift_mode, min_points=s.min_points)
+        self.pipeline = FramePipeline(backend, lift_mode=s.lift_mode, min_points=s.min_points,
+                                      lift_config=LiftConfig(edge_band=s.edge_band))
         self.get_logger().info(f'model {path} loaded on {backend.device}; waiting for image, camera_info '
                                f'and points within {s.sync_slop:.3f} s of each other')
 

@@ -22,6 +22,7 @@ class NodeSettings:
     classes: str = ''
     cpu_threads: int = 0
     lift_mode: str = 'visible'
+    edge_band: int = 5
     min_points: int = 1
     sync_slop: float = 0.05
     sync_queue_size: int = 10
@@ -51,6 +52,9 @@ _DESCRIPTIONS: dict[str, tuple[str, object | None]] = {
                   "each point in at most one object), 'exclusive' (every point projecting into a mask, the "
                   "most confident mask wins) or 'naive' (every point projecting into a mask; objects may "
                   'share points).', None),
+    'edge_band': ('visible mode: width (pixels) of the mask border checked for spill onto the background; '
+                  '0 skips that check (about 2.5x faster lifting, looser borders).', IntegerRange(
+                      from_value=0, to_value=50, step=1)),
     'min_points': ('Objects with fewer 3D points are not published.', IntegerRange(
         from_value=0, to_value=1_000_000, step=1)),
     'sync_slop': ('Largest stamp difference (seconds) between image, camera_info and cloud of one frame.',
