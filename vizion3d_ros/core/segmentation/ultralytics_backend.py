@@ -61,19 +61,6 @@ def load_model(path: Path):
         return model
 
 
-def release_model(path: Path) -> None:
-    """Forget the cached model at ``path`` (and free GPU memory it held)."""
-    key = (str(Path(path).resolve()), _task_for(Path(path)))
-    with _load_lock:
-        _models.pop(key, None)
-    try:
-        import torch
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 class UltralyticsBackend:
     """Instance segmentation with an Ultralytics YOLO model.
 
