@@ -83,9 +83,14 @@ def test_default_visible_mode_trims_borders_but_keeps_the_objects(tum_frame, tum
     exclusive = lift_segmentation(gl, cam, tum_segmentation, mode='exclusive')
     visible = lift_segmentation(gl, cam, tum_segmentation)
     assert [o.label for o in visible] == [o.label for o in exclusive]
+    import cv2
     for v, e in zip(visible, exclusive):
         assert v.mask.reshape(-1)[v.point_indices].all()
         assert np.isin(v.point_indices, e.point_indices).mean() > 0.99
+        # only the border is trimmed: what was dropped lies within the edge band (5 px) of the mask's edge
+        dropped = np.setdiff1d(e.point_indices, v.point_indices)
+        inside = cv2.distanceTransform(np.pad(e.mask.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        assert (inside.reshape(-1)[dropped] <= 5.5).mean() > 0.95
         if e.label == 'chair':
-            assert len(v.point_indices) >= 0.85 * len(e.point_indices)
+            assert len(v.point_indices) >= 0.7 * len(e.point_indices)
     assert sum(len(v.point_indices) for v in visible) < sum(len(e.point_indices) for e in exclusive)

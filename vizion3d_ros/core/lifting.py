@@ -157,7 +157,11 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
     _resolve_overlaps(labels, masks, boxes, surface)
     if cfg.edge_band > 0 and dm.splat_radius == 0:
-        _trim_spill(labels, masks, boxes, surface, cam, cfg)
+        # the floor and table tops a mask spills onto: dominant planes of the visible background
+        background = is_visible & (labels.reshape(-1)[pix] == 0)
+        sample = proj.indices[background][::8]
+        planes = fit_planes(points_gl[sample], hypotheses=96, sample=2000) if sample.size > 100 else np.zeros((0, 5))
+        _trim_spill(labels, masks, boxes, surface, cam, cfg, planes)
     point_label = labels.reshape(-1)[pix]
     planes = np.zeros((0, 5))
     if dm.splat_radius > 0:
@@ -257,7 +261,7 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
 
 
 def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
-                cam: PinholeIntrinsics, cfg: LiftConfig) -> None:
+                cam: PinholeIntrinsics, cfg: LiftConfig, planes: np.ndarray | None = None) -> None:
     """Drop the parts of each mask's border that are not the object's surface (in place on ``labels``).
 
     The core is the mask eroded by the edge band (less for thin masks). In the border:
@@ -271,11 +275,11 @@ def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surfac
     """
     noise = depth_noise(surface, cfg.depth_tolerance)
     for i, box in enumerate(boxes):
-        _trim_one(labels, masks, surface, cam, cfg, noise, i, box)
+        _trim_one(labels, masks, surface, cam, cfg, noise, i, box, planes)
 
 
 def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: PinholeIntrinsics,
-              cfg: LiftConfig, noise: float, i: int, box: np.ndarray) -> None:
+              cfg: LiftConfig, noise: float, i: int, box: np.ndarray, planes: np.ndarray | None = None) -> None:
     """:func:`_trim_spill` for instance ``i`` (only ever clears pixels of its own label)."""
     import cv2
 
@@ -308,6 +312,13 @@ def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: P
     far = breaks.far_edge
     crease = breaks.crease & ~far
     front = _in_front_of_core(breaks.smooth, core, region & ~core, noise, cfg)
+    if planes is not None and len(planes):
+        # border pixels on a dominant background plane (floor, table top) are spill onto it
+        by, bx = np.nonzero(region & ~core)
+        zb = zc[by, bx]
+        pts = np.stack([(bx + x0 - cam.cx) / cam.fx * zb, -(by + y0 - cam.cy) / cam.fy * zb, -zb], axis=1)
+        ok = np.isfinite(zb)
+        front[by[ok], bx[ok]] |= near_planes(pts[ok], planes)
     z_top = _quantile(core_z, 0.99)
     behind = zc > z_top + cfg.depth_tolerance_abs
     open_ = region & ~breaks.cut & ~front
