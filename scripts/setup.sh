@@ -79,7 +79,7 @@ fi
 build_inputs=(package.xml CMakeLists.txt msg/*.msg scripts/vizion3d* launch/* config/*)
 # --symlink-install links files one by one: a new Python module needs a rebuild, an edited one does not
 build_hash=$( (hash_of "${build_inputs[@]}"; ls "${build_inputs[@]}"; find vizion3d_ros -name '*.py' | sort;
-               echo "$req_hash") | sha256sum | cut -c1-16)
+               echo "$req_hash $VENV") | sha256sum | cut -c1-16)  # another venv: build against it
 bstamp="$ROOT/install/.vizion3d-build"
 if [[ "$(cat "$bstamp" 2>/dev/null)" != "$build_hash" ]]; then
   mkdir -p "$ROOT/log"
