@@ -160,10 +160,10 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
         # the floor and table tops a mask spills onto: dominant planes of the visible background
         background = is_visible & (labels.reshape(-1)[pix] == 0)
         sample = proj.indices[background][::8]
-        planes = fit_planes(points_gl[sample], hypotheses=96, sample=2000) if sample.size > 100 else np.zeros((0, 5))
-        _trim_spill(labels, masks, boxes, surface, cam, cfg, planes)
+        support = fit_planes(points_gl[sample], hypotheses=96, sample=2000) if sample.size > 100 else None
+        _trim_spill(labels, masks, boxes, surface, cam, cfg, support)
     point_label = labels.reshape(-1)[pix]
-    planes = np.zeros((0, 5))
+    planes = np.zeros((0, 5))  # dense clouds: no plane filter for the hidden-point links
     if dm.splat_radius > 0:
         # A cloud from another viewpoint: floors, walls and table tops seen through an object's mask
         # are background, and they would carry 3D connectivity into everything that touches them.
@@ -298,9 +298,10 @@ def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: P
         return
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
     core = cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool) & region
+    band = region & ~core
     # breaks are only looked at in the border band and just outside the mask
     rim = cv2.dilate(m8, grow).astype(bool) & ~cv2.erode(m8, grow).astype(bool)
-    where = cv2.dilate((region & ~core).astype(np.uint8), grow).astype(bool) | rim
+    where = cv2.dilate(band.astype(np.uint8), grow).astype(bool) | rim
     crop_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
     breaks = surface_breaks(surface[y0:y1, x0:x1], crop_cam, jump_rel=cfg.depth_tolerance,
                             jump_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg, noise=noise,
@@ -311,10 +312,10 @@ def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: P
         return
     far = breaks.far_edge
     crease = breaks.crease & ~far
-    front = _in_front_of_core(breaks.smooth, core, region & ~core, noise, cfg)
+    front = _in_front_of_core(breaks.smooth, core, band, noise, cfg)
     if planes is not None and len(planes):
         # border pixels on a dominant background plane (floor, table top) are spill onto it
-        by, bx = np.nonzero(region & ~core)
+        by, bx = np.nonzero(band)
         zb = zc[by, bx]
         pts = np.stack([(bx + x0 - cam.cx) / cam.fx * zb, -(by + y0 - cam.cy) / cam.fy * zb, -zb], axis=1)
         ok = np.isfinite(zb)

@@ -20,7 +20,6 @@ class DepthMap:
 
     depth: np.ndarray  # (H, W) float32
     splat_radius: int
-    spacing_px: float  # typical distance between neighbouring projected points, pixels
 
 
 def zbuffer(pixels: np.ndarray, depth: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -65,9 +64,8 @@ def depth_map(pixels: np.ndarray, depth: np.ndarray, height: int, width: int,
               splat_radius: int | None = None) -> DepthMap:
     """Z-buffer of projected points, splatted by ``splat_radius`` (None = automatic)."""
     z = zbuffer(pixels, depth, height, width)
-    spacing = point_spacing_px(z)
-    r = auto_splat_radius(spacing) if splat_radius is None else int(splat_radius)
-    return DepthMap(depth=splat(z, r), splat_radius=r, spacing_px=spacing)
+    r = auto_splat_radius(point_spacing_px(z)) if splat_radius is None else int(splat_radius)
+    return DepthMap(depth=splat(z, r), splat_radius=r)
 
 
 def visible(depth: np.ndarray, surface: np.ndarray, rel_tol: float, abs_tol: float) -> np.ndarray:
