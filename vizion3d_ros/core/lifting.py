@@ -6,7 +6,7 @@ Modes:
   (or near) the surface the camera sees at its pixel, or is linked in 3D to the object's visible points
   (the back of an object seen by a LiDAR beside the camera). Overlapping masks are resolved by geometry
   first (which instance's depth the visible surface matches), confidence second. Mask borders that spill
-  across a depth jump or a crease onto the background are trimmed (see :mod:`.surfaces`).
+  across a depth jump or a crease onto the background are trimmed (see :mod:`.trimming`).
 * ``exclusive``: every point that projects into a mask, each pixel given to the most confident mask.
 * ``naive``: every point that projects into a mask gets it; overlapping masks share points. This is
   what most mask-to-cloud nodes do; kept for comparison and for users who want it.
@@ -23,7 +23,7 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .surfaces import depth_noise, surface_breaks
+from .trimming import TrimConfig, box_slice, quantile, trim_spill
 from .zbuffer import depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
@@ -76,30 +76,21 @@ def label_image(masks: np.ndarray, scores: Sequence[float] | np.ndarray,
     labels = np.zeros((h, w), dtype=np.int32)
     order = np.argsort(np.asarray(scores, dtype=np.float64), kind='stable')  # low -> high: high wins
     for i in order:
-        y0, y1, x0, x1 = _box_slice(boxes[i] if boxes is not None else None, h, w)
+        y0, y1, x0, x1 = box_slice(boxes[i] if boxes is not None else None, h, w)
         region = labels[y0:y1, x0:x1]
         region[masks[i, y0:y1, x0:x1]] = i + 1
     return labels
 
 
-def _box_slice(box: np.ndarray | None, h: int, w: int, pad: int = 0) -> tuple[int, int, int, int]:
-    if box is None:
-        return 0, h, 0, w
-    x0 = max(int(np.floor(box[0])) - pad, 0)
-    y0 = max(int(np.floor(box[1])) - pad, 0)
-    x1 = min(int(np.ceil(box[2])) + 1 + pad, w)
-    y1 = min(int(np.ceil(box[3])) + 1 + pad, h)
-    return y0, max(y1, y0), x0, max(x1, x0)
-
-
 def mask_boxes(masks: np.ndarray) -> np.ndarray:
     """Tight ``[x1, y1, x2, y2]`` box of each mask (zeros for empty masks)."""
+    import cv2
+
     out = np.zeros((len(masks), 4), np.float32)
     for i, m in enumerate(masks):
-        rows = np.flatnonzero(m.any(axis=1))
-        if rows.size:
-            cols = np.flatnonzero(m[rows[0]:rows[-1] + 1].any(axis=0))
-            out[i] = (cols[0], rows[0], cols[-1], rows[-1])
+        x, y, w, h = cv2.boundingRect(np.ascontiguousarray(m).view(np.uint8))  # of the non-zero pixels
+        if w:
+            out[i] = (x, y, x + w - 1, y + h - 1)
     return out
 
 
@@ -109,7 +100,8 @@ def group_by_label(point_ids: np.ndarray, labels: np.ndarray, num_instances: int
         return []
     keep = labels > 0
     ids = point_ids[keep]
-    lab = labels[keep]
+    # small unsigned labels: numpy's stable sort of 8/16-bit integers is a radix sort, ~10x faster
+    lab = labels[keep].astype(np.uint8 if num_instances < 256 else np.uint16 if num_instances < 65536 else np.int64)
     order = np.argsort(lab, kind='stable')  # stable: indices stay ascending inside each group
     counts = np.bincount(lab, minlength=num_instances + 1)[1:]
     return np.split(ids[order].astype(np.uint32, copy=False), np.cumsum(counts)[:-1])
@@ -140,28 +132,37 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
     proj = projection if projection is not None else project_gl(points_gl, cam)
     point_ids = proj.indices
     if cfg.mode == 'naive':
-        flat = proj.v.astype(np.int64) * cam.width + proj.u
+        flat = _pixels(proj, cam)
         return [point_ids[masks[i].reshape(-1)[flat]].astype(np.uint32) for i in range(k)]
     labels = label_image(masks, scores, boxes)
     if cfg.mode == 'exclusive':
-        return group_by_label(point_ids, labels[proj.v, proj.u], k)
+        return group_by_label(point_ids, labels.reshape(-1)[_pixels(proj, cam)], k)
     return _lift_visible(np.asarray(points_gl), cam, masks, boxes, labels, proj, cfg)
+
+
+def _pixels(proj: Projection, cam: PinholeIntrinsics) -> np.ndarray:
+    """Flat pixel indices of a projection (cached on it when it knows the image width)."""
+    if proj.width == cam.width:
+        return proj.pixels
+    return proj.v.astype(np.int64) * cam.width + proj.u
 
 
 def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray, boxes: np.ndarray,
                   labels: np.ndarray, proj: Projection, cfg: LiftConfig) -> list[np.ndarray]:
     k = len(masks)
-    pix = proj.v.astype(np.int64) * cam.width + proj.u
+    pix = _pixels(proj, cam)
     dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius)
     surface = dm.depth
     is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
     _resolve_overlaps(labels, masks, boxes, surface)
     if cfg.edge_band > 0 and dm.splat_radius == 0:
         # the floor and table tops a mask spills onto: dominant planes of the visible background
-        background = is_visible & (labels.reshape(-1)[pix] == 0)
-        sample = proj.indices[background][::8]
-        support = fit_planes(points_gl[sample], hypotheses=96, sample=2000) if sample.size > 100 else None
-        _trim_spill(labels, masks, boxes, surface, cam, cfg, support)
+        sample = _background_sample(surface, labels, cam)
+        support = fit_planes(sample, hypotheses=96, sample=2000) if len(sample) > 100 else None
+        trim = TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
+                          depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
+                          front_tolerance=cfg.front_tolerance)
+        trim_spill(labels, masks, boxes, surface, cam, trim, support)
     point_label = labels.reshape(-1)[pix]
     planes = np.zeros((0, 5))  # dense clouds: no plane filter for the hidden-point links
     if dm.splat_radius > 0:
@@ -181,6 +182,23 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
         if hidden.any():
             groups = _connect_hidden(points_gl, proj, point_label, hidden, is_visible, groups, planes, cfg)
     return groups
+
+
+def _background_sample(surface: np.ndarray, labels: np.ndarray, cam: PinholeIntrinsics,
+                       target: int = 2000) -> np.ndarray:
+    """About ``target`` visible background points (OpenGL space) on an even grid of unlabelled pixels.
+
+    A dense cloud from the camera's viewpoint *is* its visible surface, so back-projecting a coarse
+    grid of the z-buffer gives the same planes as the points, without touching the whole cloud.
+    """
+    h, w = surface.shape
+    step = max(1, int(np.sqrt(h * w / (2.0 * target))))
+    zs = surface[::step, ::step]
+    sel = (labels[::step, ::step] == 0) & np.isfinite(zs)
+    v, u = np.nonzero(sel)
+    z = zs[sel]
+    pts = np.stack([(u * step - cam.cx) / cam.fx * z, -(v * step - cam.cy) / cam.fy * z, -z], axis=1)
+    return pts[::-(-len(pts) // target)] if len(pts) > target else pts
 
 
 def _keep_main_depth_cluster(point_label: np.ndarray, is_visible: np.ndarray, depth: np.ndarray, k: int,
@@ -210,18 +228,6 @@ def _keep_main_depth_cluster(point_label: np.ndarray, is_visible: np.ndarray, de
     return out
 
 
-def _median(a: np.ndarray) -> float:
-    """Median for thresholds: lower middle element of at most ~1024 evenly strided samples."""
-    return _quantile(a, 0.5)
-
-
-def _quantile(a: np.ndarray, q: float) -> float:
-    """Quantile for thresholds, from at most ~1024 evenly strided samples (a partition, not a sort)."""
-    a = a[::max(1, a.size // 1024)]
-    m = int(q * (a.size - 1))
-    return float(np.partition(a, m)[m])
-
-
 def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray) -> None:
     """Give pixels covered by several masks to the instance whose depth the visible surface matches.
 
@@ -229,196 +235,44 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
     keep the confident answer.
     """
     h, w = labels.shape
-    count = np.zeros((h, w), np.uint8)
-    slices = [_box_slice(b, h, w) for b in boxes]
+    slices = np.array([box_slice(b, h, w) for b in boxes]).reshape(-1, 4)
+    # only the window holding every box can have overlaps
+    wy0, wx0 = slices[:, 0].min(initial=h), slices[:, 2].min(initial=w)
+    wy1, wx1 = slices[:, 1].max(initial=0), slices[:, 3].max(initial=0)
+    if wy1 <= wy0 or wx1 <= wx0:
+        return
+    slices -= (wy0, wy0, wx0, wx0)
+    lab = labels[wy0:wy1, wx0:wx1]
+    zs = surface[wy0:wy1, wx0:wx1]
+    count = np.zeros(lab.shape, np.uint8)
     for m, (y0, y1, x0, x1) in zip(masks, slices):
-        count[y0:y1, x0:x1] += m[y0:y1, x0:x1]
-    overlap = np.flatnonzero((count > 1).reshape(-1) & np.isfinite(surface).reshape(-1))
-    if overlap.size == 0:
+        count[y0:y1, x0:x1] += m[wy0 + y0:wy0 + y1, wx0 + x0:wx0 + x1]
+    oy, ox = np.nonzero((count > 1) & np.isfinite(zs))
+    if oy.size == 0:
         return
     k = len(masks)
-    member = masks.reshape(k, -1)[:, overlap]  # (K, P)
+    member = masks[:, oy + wy0, ox + wx0]  # (K, P)
     med = np.full(k, np.nan)
     spread = np.full(k, np.nan)
     for i in np.flatnonzero(member.any(axis=1)):  # only instances that share pixels
         y0, y1, x0, x1 = slices[i]
-        sel = (labels[y0:y1, x0:x1] == i + 1) & (count[y0:y1, x0:x1] == 1)
-        z = surface[y0:y1, x0:x1][sel][::4]  # a quarter of the pixels is plenty for a median
+        sel = (lab[y0:y1, x0:x1] == i + 1) & (count[y0:y1, x0:x1] == 1)
+        z = zs[y0:y1, x0:x1][sel][::4]  # a quarter of the pixels is plenty for a median
         z = z[np.isfinite(z)]
         if z.size:
-            med[i] = _median(z)
-            spread[i] = max(1.4826 * _median(np.abs(z - med[i])), 0.02 * med[i], 0.01)
-    z = surface.reshape(-1)[overlap]
+            med[i] = quantile(z, 0.5)
+            spread[i] = max(1.4826 * quantile(np.abs(z - med[i]), 0.5), 0.02 * med[i], 0.01)
+    z = zs[oy, ox]
     cost = np.abs(z[None, :] - med[:, None]) / spread[:, None]
     cost = np.where(member & np.isfinite(cost), cost, np.inf)
     best = np.argmin(cost, axis=0)
-    best_cost = cost[best, np.arange(overlap.size)]
-    current = labels.reshape(-1)[overlap] - 1
-    current_cost = cost[current, np.arange(overlap.size)]
+    cols = np.arange(oy.size)
+    best_cost = cost[best, cols]
+    current_cost = cost[lab[oy, ox] - 1, cols]
     # switch only when geometry clearly prefers another instance (by more than one spread)
     switch = np.isfinite(best_cost) & (best_cost + 1.0 < current_cost)
-    labels.reshape(-1)[overlap[switch]] = best[switch] + 1
+    lab[oy[switch], ox[switch]] = best[switch] + 1
 
-
-def _trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
-                cam: PinholeIntrinsics, cfg: LiftConfig, planes: np.ndarray | None = None) -> None:
-    """Drop the parts of each mask's border that are not the object's surface (in place on ``labels``).
-
-    The core is the mask eroded by the edge band (less for thin masks). In the border:
-
-    * pixels nearer than the core's surface extrapolates to are the floor or table in front of the
-      object (:func:`_in_front_of_core`);
-    * what connects to the core without crossing a depth jump or a crease, and lies no deeper than
-      the core, is the object;
-    * other pieces (cut off by creases: a box's top, a receding side) are the object unless their
-      surface runs on smoothly outside the mask, which is what spill onto the background does.
-    """
-    noise = depth_noise(surface, cfg.depth_tolerance)
-    for i, box in enumerate(boxes):
-        _trim_one(labels, masks, surface, cam, cfg, noise, i, box, planes)
-
-
-def _trim_one(labels: np.ndarray, masks: np.ndarray, surface: np.ndarray, cam: PinholeIntrinsics,
-              cfg: LiftConfig, noise: float, i: int, box: np.ndarray, planes: np.ndarray | None = None) -> None:
-    """:func:`_trim_spill` for instance ``i`` (only ever clears pixels of its own label)."""
-    import cv2
-
-    h, w = labels.shape
-    grow = np.ones((3, 3), np.uint8)
-    y0, y1, x0, x1 = _box_slice(box, h, w, pad=8)  # room for the normals' stencils
-    lab = labels[y0:y1, x0:x1]
-    region = lab == i + 1
-    if not region.any():
-        return
-    mask = masks[i, y0:y1, x0:x1]
-    m8 = mask.astype(np.uint8)
-    # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
-    e = int(min(cfg.edge_band, float(cv2.distanceTransform(np.pad(m8, 1), cv2.DIST_L2, 3).max()) - 2))
-    if e < 1:
-        return
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
-    core = cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool) & region
-    band = region & ~core
-    # breaks are only looked at in the border band and just outside the mask
-    rim = cv2.dilate(m8, grow).astype(bool) & ~cv2.erode(m8, grow).astype(bool)
-    where = cv2.dilate(band.astype(np.uint8), grow).astype(bool) | rim
-    crop_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
-    breaks = surface_breaks(surface[y0:y1, x0:x1], crop_cam, jump_rel=cfg.depth_tolerance,
-                            jump_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg, noise=noise,
-                            where=where)
-    zc = surface[y0:y1, x0:x1]
-    core_z = zc[core & np.isfinite(zc)]
-    if core_z.size == 0:
-        return
-    far = breaks.far_edge
-    crease = breaks.crease & ~far
-    front = _in_front_of_core(breaks.smooth, core, band, noise, cfg)
-    if planes is not None and len(planes):
-        # border pixels on a dominant background plane (floor, table top) are spill onto it
-        by, bx = np.nonzero(band)
-        zb = zc[by, bx]
-        pts = np.stack([(bx + x0 - cam.cx) / cam.fx * zb, -(by + y0 - cam.cy) / cam.fy * zb, -zb], axis=1)
-        ok = np.isfinite(zb)
-        front[by[ok], bx[ok]] |= near_planes(pts[ok], planes)
-    z_top = _quantile(core_z, 0.99)
-    behind = zc > z_top + cfg.depth_tolerance_abs
-    open_ = region & ~breaks.cut & ~front
-    n, comp = cv2.connectedComponents((open_ & (core | ~behind)).astype(np.uint8), connectivity=4,
-                                      ltype=cv2.CV_32S)
-    keep = np.zeros(n, bool)
-    keep[comp[core]] = True
-    keep[0] = False
-    kept = keep[comp]
-    rest = open_ & ~kept
-    if rest.any():
-        n2, comp2 = cv2.connectedComponents(rest.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        # spill runs on outside along most of its contact with the mask's edge; an object part
-        # only where a jump or crease line has a gap
-        cy, cx = np.nonzero(rest & rim)  # rest pixels on the mask's edge
-        leaks = _runs_on_outside(zc, mask, crease | far, cy, cx, cfg)
-        n_leak = np.bincount(comp2[cy[leaks], cx[leaks]], minlength=n2)
-        n_contact = np.bincount(comp2[cy, cx], minlength=n2)
-        leaky = (n_leak >= 2) & (n_leak >= 0.3 * n_contact)
-        good = ~leaky
-        good[0] = False
-        # and no part of an object lies deeper behind its core than the object is large
-        size_px = max(np.ptp(np.flatnonzero(mask.any(axis=0))), np.ptp(np.flatnonzero(mask.any(axis=1)))) + 1
-        limit = z_top + size_px * _median(core_z) / cam.fx
-        kept = kept | (good[comp2] & (zc <= limit))
-    # pixels on the far side of a jump or on a crease belong to a kept neighbour at their depth
-    ey, ex = np.nonzero(region & (far | crease) & ~kept & ~front)
-    if ey.size:
-        ze = zc[ey, ex]
-        tol = ze * cfg.depth_tolerance + cfg.depth_tolerance_abs
-        lo = np.full(ey.size, np.inf, np.float32)
-        hi = np.full(ey.size, -np.inf, np.float32)
-        hh, ww = zc.shape
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1)):
-            ny = np.minimum(np.maximum(ey + dy, 0), hh - 1)  # np.clip costs more on small arrays
-            nx = np.minimum(np.maximum(ex + dx, 0), ww - 1)
-            zn = np.where(kept[ny, nx], zc[ny, nx], np.nan)
-            lo = np.fmin(lo, zn)
-            hi = np.fmax(hi, zn)
-        with np.errstate(invalid='ignore'):
-            ok = (ze <= hi + tol) & (ze >= lo - tol)
-        kept = kept.copy()
-        kept[ey[ok], ex[ok]] = True
-    lab[region & ~(kept | core)] = 0
-
-
-def _runs_on_outside(z: np.ndarray, mask: np.ndarray, cuts: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                     cfg: LiftConfig) -> np.ndarray:
-    """For mask pixels ``(ys, xs)``: does their surface run on smoothly outside the mask.
-
-    Smoothly means into a 4-neighbour outside the mask, without a jump or crease between them.
-    """
-    h, w = z.shape
-    out = np.zeros(ys.size, bool)
-    if ys.size == 0:
-        return out
-    z0 = z[ys, xs]
-    tol = z0 * cfg.depth_tolerance + cfg.depth_tolerance_abs
-    free = ~cuts[ys, xs]
-    with np.errstate(invalid='ignore'):
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            ny = np.minimum(np.maximum(ys + dy, 0), h - 1)
-            nx = np.minimum(np.maximum(xs + dx, 0), w - 1)
-            zn = z[ny, nx]
-            out |= free & ~mask[ny, nx] & ~cuts[ny, nx] & np.isfinite(zn) & (np.abs(zn - z0) <= tol)
-    return out
-
-def _in_front_of_core(smooth: np.ndarray, core: np.ndarray, band: np.ndarray, noise: float,
-                      cfg: LiftConfig) -> np.ndarray:
-    """Band pixels nearer than the plane of their nearest core pixel extrapolates to.
-
-    Spill onto a supporting surface (the floor in front of an object) continues without a depth jump
-    but comes towards the camera where the object's own face, carried on by its slope, does not.
-    The plane comes from the smoothed depth; the margin covers the sensor noise (three sigma).
-    """
-    import cv2
-
-    out = np.zeros(core.shape, bool)
-    by, bx = np.nonzero(band)
-    if by.size == 0:
-        return out
-    zf = smooth
-    _, nearest = cv2.distanceTransformWithLabels((~core).astype(np.uint8), cv2.DIST_L2, 3,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    cy, cx = np.nonzero(core)
-    lut = np.zeros((int(nearest.max()) + 1, 2), np.int64)
-    lut[nearest[cy, cx]] = np.stack([cy, cx], axis=1)
-    qy, qx = lut[nearest[by, bx]].T
-    h, w = zf.shape
-    # slope at the core pixel from central differences (one-sided at the crop's border)
-    with np.errstate(invalid='ignore'):
-        gx = (zf[qy, np.minimum(qx + 1, w - 1)] - zf[qy, np.maximum(qx - 1, 0)]) / 2
-        gy = (zf[np.minimum(qy + 1, h - 1), qx] - zf[np.maximum(qy - 1, 0), qx]) / 2
-        gx = np.where(np.isfinite(gx), gx, 0)
-        gy = np.where(np.isfinite(gy), gy, 0)
-        expected = zf[qy, qx] + gx * (bx - qx) + gy * (by - qy)
-        margin = expected * cfg.front_tolerance + 0.002 + 3.0 * noise * expected ** 2
-        out[by, bx] = zf[by, bx] < expected - margin
-    return out
 
 def _connect_hidden(points_gl: np.ndarray, proj: Projection, point_label: np.ndarray, hidden: np.ndarray,
                     is_visible: np.ndarray, groups: list[np.ndarray], planes: np.ndarray,

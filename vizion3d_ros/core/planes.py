@@ -23,6 +23,7 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) > sample:
         pts = pts[rng.choice(len(pts), sample, replace=False)]
+    pts_t = np.ascontiguousarray(pts.T)
     planes = []
     need = max(3, int(min_fraction * len(pts)))
     search = 0.03 if threshold is None else threshold
@@ -30,14 +31,20 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
         if len(pts) < need:
             break
         tri = pts[rng.integers(0, len(pts), size=(hypotheses, 3))]
-        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        norm = np.linalg.norm(n, axis=1)
+        a = tri[:, 1] - tri[:, 0]
+        b = tri[:, 2] - tri[:, 0]
+        n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                      a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
+        norm = np.sqrt(np.einsum('ij,ij->i', n, n))
         ok = norm > 1e-9
         if not ok.any():
             break
         n = n[ok] / norm[ok, None]
         d = -np.einsum('ij,ij->i', n, tri[ok, 0])
-        counts = (np.abs(pts @ n.T + d) < search).sum(axis=0)
+        # residuals as (hypotheses, points) so the count runs along contiguous rows
+        res = n @ pts_t
+        res += d[:, None]
+        counts = np.count_nonzero(np.abs(res, out=res) < search, axis=1)
         best = int(np.argmax(counts))
         if counts[best] < need:
             break
@@ -45,19 +52,28 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
         plane = _refine(pts[inl])
         res = np.abs(pts @ plane[:3] + plane[3])
         tol = threshold if threshold is not None else \
-            float(np.clip(2.5 * 1.4826 * np.median(res[res < search]), 0.005, 0.04))
+            float(np.clip(2.5 * 1.4826 * _lower_median(res[res < search]), 0.005, 0.04))
         inl = res < tol
         if inl.sum() < need:
             break
         planes.append(np.r_[plane, tol])
         pts = pts[~inl]
+        pts_t = np.ascontiguousarray(pts.T)
     return np.array(planes, dtype=np.float64).reshape(-1, 5)
 
 
+def _lower_median(a: np.ndarray) -> float:
+    """Median by partition (the lower middle element): no full sort on the hot path."""
+    m = (a.size - 1) // 2
+    return float(np.partition(a, m)[m]) if a.size else 0.0
+
+
 def _refine(pts: np.ndarray) -> np.ndarray:
+    """Least-squares plane: the normal is the scatter matrix's eigenvector of least eigenvalue."""
     c = pts.mean(axis=0)
-    _, _, vt = np.linalg.svd(pts - c, full_matrices=False)
-    n = vt[2]
+    q = pts - c
+    _, vecs = np.linalg.eigh(q.T @ q)  # ascending eigenvalues; a 3x3 problem instead of an SVD of q
+    n = vecs[:, 0]
     return np.r_[n, -n @ c]
 
 

@@ -7,27 +7,9 @@ the parts connected to the mask's core drops the spill and keeps the object.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .camera import PinholeIntrinsics
-
-
-@dataclass(frozen=True)
-class SurfaceBreaks:
-    """Per-pixel breaks of a depth image."""
-
-    far_edge: np.ndarray  # (H, W) bool: behind a neighbour by more than the jump tolerance
-    crease: np.ndarray  # (H, W) bool: the surface bends here by more than the crease angle
-    valid: np.ndarray  # (H, W) bool: finite depth
-    smooth: np.ndarray  # (H, W) float32: edge-preserving smoothed depth (inf/NaN = none)
-    noise: float  # depth noise as sigma = noise * depth**2 (metres), estimated from the image
-
-    @property
-    def cut(self) -> np.ndarray:
-        """Pixels that separate regions: jumps, creases and pixels without depth."""
-        return self.far_edge | self.crease | ~self.valid
 
 
 def _cross(a: tuple, b: tuple) -> tuple:
@@ -42,46 +24,63 @@ def _angle_above(n1: tuple, n2: tuple, cos_max: float) -> np.ndarray:
         return (dot < 0) | (dot * dot < np.float32(cos_max ** 2) * nn) if cos_max > 0 else dot < cos_max * np.sqrt(nn)
 
 
-def _creases(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, step: int, cos_max: float,
-             where: np.ndarray | None = None) -> np.ndarray:
-    """Pixels whose forward and backward normals (``step`` px stencils) differ by more than the angle.
+def far_edges(z: np.ndarray, valid: np.ndarray, jump_rel: float = 0.03, jump_abs: float = 0.01) -> np.ndarray:
+    """Pixels behind one of their 8 neighbours by more than ``jump_rel * depth + jump_abs``.
 
-    On a plane both are equal whatever the viewing angle; at a kink they take the two sides' normals.
-    Stencils that touch a ``blocked`` pixel claim nothing (no crease across a depth jump). Only the
-    pixels of ``where`` (default all) are evaluated: the caller usually needs a thin band.
+    Behind some neighbour n means z > z_n (1 + rel) + abs, i.e. behind the nearest one, which a 3x3
+    minimum filter gives (all 8 neighbours: a jump traced through diagonal steps must still close
+    4-connected regions).
+    """
+    import cv2
+
+    nearest = cv2.erode(np.where(valid, z, np.inf).astype(np.float32), np.ones((3, 3), np.uint8),
+                        borderType=cv2.BORDER_REPLICATE)
+    with np.errstate(invalid='ignore'):
+        return z > nearest * np.float32(1.0 + jump_rel) + np.float32(jump_abs)
+
+
+def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, step: int, crease_deg: float,
+                  where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crease test at the pixels of ``where``: ``(flat indices tested, True where creased)``.
+
+    A pixel is a crease when its forward and backward normals (``step`` px stencils) differ by more than
+    ``crease_deg``: on a plane both are equal whatever the viewing angle; at a kink they take the two
+    sides' normals. Stencils that touch a ``blocked`` pixel (a depth jump, no depth) claim nothing, and
+    neither do pixels within ``step`` of the image's edge. ``crease_deg >= 180`` disables the test.
     """
     import cv2
 
     h, w = blocked.shape
-    out = np.zeros((h, w), bool)
+    if crease_deg >= 180:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
     k = 2 * step + 1
-    b = blocked.astype(np.uint8)
-    free = ~(cv2.dilate(b, np.ones((1, k), np.uint8)).astype(bool)
-             | cv2.dilate(b, np.ones((k, 1), np.uint8)).astype(bool))
-    if where is not None:
-        free &= where
+    b = np.ascontiguousarray(blocked).view(np.uint8)
+    free = ~(cv2.dilate(b, np.ones((1, k), np.uint8)).view(bool) | cv2.dilate(b, np.ones((k, 1), np.uint8)).view(bool))
+    free &= where
     free[:, :step] = free[:, w - step:] = False
     free[:step] = free[h - step:] = False
-    ys, xs = np.nonzero(free)
-    if ys.size == 0:
-        return out
+    idx = np.flatnonzero(free)
+    if idx.size == 0:
+        return idx, np.zeros(0, bool)
+    ys, xs = np.divmod(idx, w)
+    zf = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
     ax = np.float32(1.0 / cam.fx)
     ay = np.float32(1.0 / cam.fy)
 
-    def point(yy: np.ndarray, xx: np.ndarray) -> tuple:
-        d = z[yy, xx]
-        return ((xx - np.float32(cam.cx)) * ax * d, (yy - np.float32(cam.cy)) * ay * d, d)
+    def point(offset: int, dy: int, dx: int) -> tuple:
+        d = zf[idx + offset]
+        return ((xs + dx - np.float32(cam.cx)) * ax * d, (ys + dy - np.float32(cam.cy)) * ay * d, d)
 
-    p0, pxf, pxb = point(ys, xs), point(ys, xs + step), point(ys, xs - step)
-    pyf, pyb = point(ys + step, xs), point(ys - step, xs)
+    p0, pxf, pxb = point(0, 0, 0), point(step, 0, step), point(-step, 0, -step)
+    pyf, pyb = point(step * w, step, 0), point(-step * w, -step, 0)
     fx = [a - c for a, c in zip(pxf, p0)]
     bx = [c - a for a, c in zip(pxb, p0)]
     fy = [a - c for a, c in zip(pyf, p0)]
     by = [c - a for a, c in zip(pyb, p0)]
     n_ff = _cross(fx, fy)
+    cos_max = float(np.cos(np.deg2rad(crease_deg)))
     # a kink across columns shows in the x tangents, one across rows in the y tangents
-    out[ys, xs] = _angle_above(n_ff, _cross(bx, fy), cos_max) | _angle_above(n_ff, _cross(fx, by), cos_max)
-    return out
+    return idx, _angle_above(n_ff, _cross(bx, fy), cos_max) | _angle_above(n_ff, _cross(fx, by), cos_max)
 
 
 def depth_noise(depth: np.ndarray, jump_rel: float = 0.03) -> float:
@@ -102,40 +101,10 @@ def depth_noise(depth: np.ndarray, jump_rel: float = 0.03) -> float:
     return float(np.mean(np.abs(d2[ok]) / zc[ok] ** 2) / (np.sqrt(6.0) * np.sqrt(2.0 / np.pi)))
 
 
-def surface_breaks(depth: np.ndarray, cam: PinholeIntrinsics, jump_rel: float = 0.03, jump_abs: float = 0.01,
-                   crease_deg: float = 40.0, step: int = 2, noise: float | None = None,
-                   where: np.ndarray | None = None) -> SurfaceBreaks:
-    """Depth jumps and creases of a depth image (metres; ``inf``/NaN = no depth).
-
-    A pixel is a ``far_edge`` when it lies behind one of its 8 neighbours by more than
-    ``jump_rel * depth + jump_abs``; a ``crease`` when the surface normals on its two sides differ by
-    more than ``crease_deg`` (``>= 180`` disables creases). ``noise`` (see :func:`depth_noise`;
-    estimated when None) sets the smoothing and the normals' baseline. ``where`` limits the crease
-    test (the costly part) to those pixels.
-    """
-    z = np.asarray(depth, dtype=np.float32)
-    valid = np.isfinite(z)
-    if noise is None:
-        noise = depth_noise(z, jump_rel)
-    # behind some 8-neighbour n by more than its tolerance: z > z_n (1 + rel) + abs for some n, i.e. for
-    # the nearest one, which a 3x3 minimum filter gives (all 8 neighbours: a jump traced through
-    # diagonal steps must still close 4-connected regions)
-    import cv2
-    nearest = cv2.erode(np.where(valid, z, np.inf).astype(np.float32), np.ones((3, 3), np.uint8),
-                        borderType=cv2.BORDER_REPLICATE)
-    with np.errstate(invalid='ignore'):
-        far = z > nearest * np.float32(1.0 + jump_rel) + np.float32(jump_abs)
-    zs = smooth_depth(z, valid, noise)
-    if crease_deg >= 180:
-        crease = np.zeros(z.shape, bool)
-    else:
-        # normals from noisy depth need a longer baseline: as long as it takes for the noise over it
-        # to stay small against the pixel spacing (Kinect-like noise at 3 m needs ~4 px)
-        if noise > 0 and valid.any():
-            zmed = float(np.median(_finite_sample(z)))
-            step = int(np.clip(np.ceil(3.0 * noise * zmed * cam.fx), step, 6))
-        crease = _creases(zs, cam, far | ~valid, step, float(np.cos(np.deg2rad(crease_deg))), where)
-    return SurfaceBreaks(far_edge=far, crease=crease & valid, valid=valid, smooth=zs, noise=noise)
+def typical_depth(z: np.ndarray) -> float:
+    """Median of the finite depths of every 4th row and column (nan when there are none)."""
+    sub = _finite_sample(z)
+    return float(np.median(sub)) if sub.size else float('nan')
 
 
 def _finite_sample(z: np.ndarray) -> np.ndarray:
@@ -155,7 +124,7 @@ def smooth_depth(z: np.ndarray, valid: np.ndarray, noise: float) -> np.ndarray:
 
     if noise < 2e-4 or not valid.any():  # under 2 mm at 3 m: not worth it
         return z
-    zmed = float(np.median(_finite_sample(z)))
+    zmed = typical_depth(z)
     filled = np.where(valid, z, 0).astype(np.float32)
     sm = cv2.bilateralFilter(filled, 5, 3.0 * noise * zmed ** 2, 2.0)
     return np.where(valid, sm, np.inf).astype(np.float32)
