@@ -158,7 +158,8 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     if cfg.edge_band > 0 and dm.splat_radius == 0:
         # the floor and table tops a mask spills onto: dominant planes of the visible background
         sample = _background_sample(surface, labels, cam)
-        support = fit_planes(sample, hypotheses=96, sample=2000) if len(sample) > 100 else None
+        support = fit_planes(sample, hypotheses=96, sample=2000, local=64, min_fraction=0.05) \
+            if len(sample) > 100 else None
         trim = TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
                           depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
                           front_tolerance=cfg.front_tolerance)
@@ -257,7 +258,8 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
     for i in np.flatnonzero(member.any(axis=1)):  # only instances that share pixels
         y0, y1, x0, x1 = slices[i]
         sel = (lab[y0:y1, x0:x1] == i + 1) & (count[y0:y1, x0:x1] == 1)
-        z = zs[y0:y1, x0:x1][sel][::4]  # a quarter of the pixels is plenty for a median
+        z = zs[y0:y1, x0:x1][sel]
+        z = z[::max(1, z.size // 512)]  # a few hundred pixels are plenty for a median
         z = z[np.isfinite(z)]
         if z.size:
             med[i] = quantile(z, 0.5)

@@ -11,12 +11,15 @@ import numpy as np
 
 def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: int = 3,
                min_fraction: float = 0.1, hypotheses: int = 256, sample: int = 4000,
-               rng: np.random.Generator | None = None) -> np.ndarray:
+               rng: np.random.Generator | None = None, local: int = 0) -> np.ndarray:
     """Up to ``max_planes`` planes ``(n_x, n_y, n_z, d, tolerance)`` with ``n . p + d = 0`` (unit n).
 
     Each plane must hold at least ``min_fraction`` of ``points``; planes are found greedily on a random
     subsample and refined by least squares on their inliers. ``threshold`` None adapts each plane's
     inlier ``tolerance`` to the noise of its points (2.5 sigma, 0.5 to 4 cm); a number fixes it.
+    ``local`` > 0 says that points near each other in the array are near in space (a raster-ordered
+    image grid): each hypothesis then takes its three points within ``local`` places of each other, so
+    it lies on one surface with probability ~f rather than f^3 for a plane holding a fraction f.
     """
     rng = rng or np.random.default_rng(0)
     pts = np.asarray(points, dtype=np.float64)
@@ -30,7 +33,12 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
     for _ in range(max_planes):
         if len(pts) < need:
             break
-        tri = pts[rng.integers(0, len(pts), size=(hypotheses, 3))]
+        if local > 0 and len(pts) > local:
+            first = rng.integers(0, len(pts) - local, size=(hypotheses, 1))
+            tri = pts[first + np.concatenate([np.zeros((hypotheses, 1), np.int64),
+                                              rng.integers(1, local, size=(hypotheses, 2))], axis=1)]
+        else:
+            tri = pts[rng.integers(0, len(pts), size=(hypotheses, 3))]
         a = tri[:, 1] - tri[:, 0]
         b = tri[:, 2] - tri[:, 0]
         n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],

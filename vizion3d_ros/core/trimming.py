@@ -98,7 +98,6 @@ def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface
     h, w = labels.shape
     if len(boxes) == 0:
         return
-    noise = depth_noise(surface, cfg.depth_tolerance)
     wide = np.array([box_slice(b, h, w, BOX_PAD) for b in boxes])
     # everything below works in the window that holds every instance's box
     y0, x0 = int(wide[:, 0].min()), int(wide[:, 2].min())
@@ -107,8 +106,10 @@ def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface
         return
     crops = np.array([box_slice(b, h, w, CROP_PAD) for b in boxes]) - (y0, y0, x0, x0)
     sub_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
-    _trim_window(labels[y0:y1, x0:x1], masks[:, y0:y1, x0:x1], crops,
-                 np.ascontiguousarray(surface[y0:y1, x0:x1]), sub_cam, cfg, planes, noise)
+    window = np.ascontiguousarray(surface[y0:y1, x0:x1])
+    # the sensor's noise where the objects are (the window is most of the image on close-ups)
+    noise = depth_noise(window, cfg.depth_tolerance)
+    _trim_window(labels[y0:y1, x0:x1], masks[:, y0:y1, x0:x1], crops, window, sub_cam, cfg, planes, noise)
 
 
 def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surface: np.ndarray,
@@ -171,12 +172,15 @@ def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, vali
         return None
     m8 = np.ascontiguousarray(mask_full[y0:y1, x0:x1]).view(np.uint8)
     # band: edge_band, less for masks so thin that their core would vanish (keep a 2 px core radius)
-    framed = cv2.copyMakeBorder(m8, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    e = int(min(cfg.edge_band, float(cv2.distanceTransform(framed, cv2.DIST_L2, 3).max()) - 2))
-    if e < 1:
-        return None
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * e + 1, 2 * e + 1))
-    core = cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool) & region
+    e = cfg.edge_band
+    core8 = _erode_disc(m8, e)
+    if not cv2.erode(core8, _SQUARE_5).any():  # no pixel 2 px inside the core: a thin mask
+        framed = cv2.copyMakeBorder(m8, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        e = int(min(e, float(cv2.distanceTransform(framed, cv2.DIST_L2, 3).max()) - 2))
+        if e < 1:
+            return None
+        core8 = _erode_disc(m8, e)
+    core = core8.view(bool) & region
     zc = surface[y0:y1, x0:x1]
     core_z = zc[core & valid[y0:y1, x0:x1]]
     if core_z.size == 0:
@@ -200,6 +204,17 @@ def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, vali
                    step=step, size_px=max(mw, mh),
                    band_flat=_to_global(band_crop, bw, y0, x0, cam.width),
                    nearest_core_flat=_to_global(core_crop, bw, y0, x0, cam.width))
+
+
+_SQUARE_5 = np.ones((5, 5), np.uint8)
+
+
+def _erode_disc(m8: np.ndarray, radius: int) -> np.ndarray:
+    """``m8`` eroded by a disc of ``radius`` pixels; outside the crop counts as background."""
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _to_global(flat: np.ndarray, crop_width: int, y0: int, x0: int, width: int) -> np.ndarray:
