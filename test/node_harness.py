@@ -10,7 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -99,6 +104,12 @@ class Client:
                              and self.node.count_publishers('objects') > 0, timeout)
         assert ok, 'vizion3d_node did not match the test client within the timeout'
 
+    def wait_unsubscribed(self, timeout: float = 60.0) -> None:
+        """Wait until the node has no subscription on any input (it deactivated)."""
+        pubs = (self.image_pub, self.info_pub, self.cloud_pub)
+        ok = self.spin_until(lambda: all(p.get_subscription_count() == 0 for p in pubs), timeout)
+        assert ok, 'vizion3d_node still subscribes to its inputs'
+
     def next_header(self, frame_id: str = 'camera_color_optical_frame') -> Header:
         self._t += 1
         return Header(frame_id=frame_id, stamp=rclpy.time.Time(seconds=self._t).to_msg())
@@ -130,3 +141,51 @@ def full_mask(obj, height: int, width: int) -> np.ndarray:
     crop = np.frombuffer(obj.mask.data, np.uint8).reshape(obj.mask.height, obj.mask.step)[:, :obj.mask.width]
     m[r.y_offset:r.y_offset + r.height, r.x_offset:r.x_offset + r.width] = crop > 0
     return m
+
+
+class Lifecycle:
+    """The lifecycle and parameter services of a node under test, called through a test client's node."""
+
+    TRANSITIONS = {'configure': Transition.TRANSITION_CONFIGURE, 'cleanup': Transition.TRANSITION_CLEANUP,
+                   'activate': Transition.TRANSITION_ACTIVATE, 'deactivate': Transition.TRANSITION_DEACTIVATE}
+
+    def __init__(self, client: Client, node_name: str = 'vizion3d_node') -> None:
+        self.node = client.node
+        base = f'{self.node.get_namespace().rstrip("/")}/{node_name}'
+        self._change = self.node.create_client(ChangeState, f'{base}/change_state')
+        self._get = self.node.create_client(GetState, f'{base}/get_state')
+        self._set = self.node.create_client(SetParameters, f'{base}/set_parameters')
+
+    def _call(self, client, request, timeout: float = 120.0):
+        assert client.wait_for_service(timeout_sec=60.0), f'service {client.srv_name} did not appear'
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=timeout)
+        assert future.done(), f'no answer from {client.srv_name} within {timeout} s'
+        return future.result()
+
+    def state(self) -> str:
+        """The node's lifecycle state label (GetState)."""
+        return self._call(self._get, GetState.Request()).current_state.label
+
+    def transition(self, name: str) -> bool:
+        """Trigger ``configure``/``activate``/``deactivate``/``cleanup``; True when it succeeded."""
+        request = ChangeState.Request()
+        request.transition.id = self.TRANSITIONS[name]
+        return self._call(self._change, request).success
+
+    def wait_for_state(self, label: str, timeout: float = 120.0) -> None:
+        """Poll GetState until the node is in ``label``."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.state()
+            if state == label:
+                return
+            rclpy.spin_once(self.node, timeout_sec=0.2)
+        raise AssertionError(f'node still {state!r}, not {label!r}, after {timeout} s')
+
+    def set(self, **params) -> list[SetParametersResult]:
+        """Set parameters (one SetParameters call); the per-parameter results."""
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in params.items()])
+        return list(self._call(self._set, request).results)

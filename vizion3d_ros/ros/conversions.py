@@ -206,17 +206,97 @@ def xyzrgb_to_pointcloud2(xyz: np.ndarray, rgb: np.ndarray, header=None, width: 
 
 # ----------------------------------------------------------------------------- camera info
 
-def camera_info_to_intrinsics(msg: CameraInfo, image_width: int, image_height: int) -> PinholeIntrinsics:
-    """Pinhole intrinsics from CameraInfo's K, checked against the image they are used with."""
-    k = np.asarray(msg.k, dtype=np.float64)
-    if k.size != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
-        raise MessageFormatError(f'camera_info K is not a valid camera matrix (fx={k[0] if k.size else None}, '
-                                 f'fy={k[4] if k.size > 4 else None})')
+INTRINSICS_SOURCES = ('auto', 'K', 'P')
+
+
+class CameraInfoError(MessageFormatError):
+    """CameraInfo that cannot be used with its image; ``reason`` is the node's drop key.
+
+    ``bad_camera_info`` for unusable matrices, binning or ROI; ``camera_info_size_mismatch`` when the image
+    is not the size the CameraInfo describes.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Intrinsics of the image as received, and where they came from (for logs and diagnostics)."""
+
+    intrinsics: PinholeIntrinsics
+    #: 'K' or 'P': the CameraInfo matrix the focal lengths and principal point were read from.
+    matrix: str
+    #: True when K was used although the CameraInfo has non-zero distortion (the node does not undistort).
+    distortion_ignored: bool
+
+
+def is_rectified(msg: CameraInfo) -> bool:
+    """P is set (finite, non-zero focal lengths) and the distortion is empty or all zeros."""
+    p = np.asarray(msg.p, dtype=np.float64)
+    d = np.asarray(msg.d, dtype=np.float64)
+    p_set = p.size == 12 and bool(np.all(np.isfinite(p))) and p[0] != 0 and p[5] != 0
+    return p_set and (d.size == 0 or bool(np.all(d == 0)))
+
+
+def camera_model(msg: CameraInfo, image_width: int, image_height: int, source: str = 'auto') -> CameraModel:
+    """Pinhole intrinsics for an ``image_width`` x ``image_height`` image described by ``msg``.
+
+    ``source``: 'K' (raw image), 'P' (rectified image) or 'auto' (P when :func:`is_rectified`, else K).
+    Binning and ROI are applied as the driver applied them to the image: with ``b = binning`` (0 = 1)
+    and the ROI offset ``o``, ``f' = f / b`` and ``c' = (c - o - (b - 1) / 2) / b`` (a binned pixel's
+    centre is the centre of its b x b block; image_geometry omits the half-pixel term). The image must be
+    ``roi.width / b`` x ``roi.height / b`` (ROI set) or ``width / b`` x ``height / b`` (width and height
+    set); a 0x0 CameraInfo without ROI accepts any size. Raises :class:`CameraInfoError`.
+    """
+    if source not in INTRINSICS_SOURCES:
+        raise ValueError(f'intrinsics source must be one of {INTRINSICS_SOURCES}, got {source!r}')
+    use_p = source == 'P' or (source == 'auto' and is_rectified(msg))
+    if use_p:
+        m = np.asarray(msg.p, dtype=np.float64)
+        if m.size != 12:
+            raise CameraInfoError('bad_camera_info', f'camera_info P has {m.size} values, expected 12')
+        fx, fy, cx, cy = m[0], m[5], m[2], m[6]
+    else:
+        m = np.asarray(msg.k, dtype=np.float64)
+        if m.size != 9:
+            raise CameraInfoError('bad_camera_info', f'camera_info K has {m.size} values, expected 9')
+        fx, fy, cx, cy = m[0], m[4], m[2], m[5]
+    name = 'P' if use_p else 'K'
+    if not all(np.isfinite([fx, fy, cx, cy])) or fx <= 0 or fy <= 0:
+        raise CameraInfoError('bad_camera_info', f'camera_info {name} is not a valid camera matrix (fx={fx}, '
+                              f'fy={fy}, cx={cx}, cy={cy}: focal lengths must be finite and positive)'
+                              + ('' if use_p or source == 'K' else '; set intrinsics_source:=P if P is valid'))
+    bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
     w, h = int(msg.width), int(msg.height)
-    if (w or h) and (w, h) != (image_width, image_height):
-        raise MessageFormatError(f'camera_info is for {w}x{h} images but the image is '
-                                 f'{image_width}x{image_height}')
-    try:
-        return PinholeIntrinsics.from_matrix(k, image_width, image_height)
-    except ValueError as exc:
-        raise MessageFormatError(f'camera_info: {exc}') from exc
+    roi = msg.roi
+    has_roi = bool(roi.width and roi.height)
+    if has_roi:
+        ox, oy = int(roi.x_offset), int(roi.y_offset)
+        if w and h and (ox + roi.width > w or oy + roi.height > h):
+            raise CameraInfoError('bad_camera_info', f'camera_info ROI (offset {ox},{oy}, size {roi.width}x'
+                                  f'{roi.height}) does not fit in the {w}x{h} sensor')
+        expected = (int(roi.width) // bx, int(roi.height) // by)
+    else:
+        ox = oy = 0
+        expected = (w // bx, h // by) if (w or h) else None
+    if expected is not None and expected != (image_width, image_height):
+        how = [f'binning {bx}x{by}'] if (bx, by) != (1, 1) else []
+        if has_roi:
+            how.append(f'ROI {roi.width}x{roi.height} at {ox},{oy}')
+        raise CameraInfoError('camera_info_size_mismatch',
+                              f'camera_info is for {expected[0]}x{expected[1]} images'
+                              + (f' ({w}x{h} sensor, {", ".join(how)})' if how else '')
+                              + f' but the image is {image_width}x{image_height}')
+    cam = PinholeIntrinsics(fx=float(fx) / bx, fy=float(fy) / by, cx=(float(cx) - ox - (bx - 1) / 2) / bx,
+                            cy=(float(cy) - oy - (by - 1) / 2) / by, width=int(image_width),
+                            height=int(image_height))
+    d = np.asarray(msg.d, dtype=np.float64)
+    return CameraModel(cam, name, distortion_ignored=not use_p and bool(d.size and np.any(d != 0)))
+
+
+def camera_info_to_intrinsics(msg: CameraInfo, image_width: int, image_height: int,
+                              source: str = 'auto') -> PinholeIntrinsics:
+    """Pinhole intrinsics of the image (see :func:`camera_model`)."""
+    return camera_model(msg, image_width, image_height, source).intrinsics

@@ -1,10 +1,21 @@
 """vizion3d_node: segments the camera image and lifts each instance onto the synchronised cloud.
 
 Inputs (remappable): ``image`` (sensor_msgs/Image), ``camera_info`` (sensor_msgs/CameraInfo),
-``points`` (sensor_msgs/PointCloud2, in the camera's optical frame). Outputs: ``objects``
-(vizion3d_ros/ObjectMask3DArray) and ``annotated_points`` (PointCloud2, input cloud recoloured by
-object). Subscription callbacks only pair messages and drop them into a one-slot mailbox; a worker
-thread runs the model on the newest frame, so the executor never blocks and latency never grows.
+``points`` (sensor_msgs/PointCloud2, in the camera's optical frame, or in another frame given
+``cloud_to_camera`` or TF). Outputs: ``objects`` (vizion3d_ros/ObjectMask3DArray) and
+``annotated_points`` (PointCloud2, input cloud recoloured by object), both in the cloud's frame.
+
+A managed (lifecycle) node. ``configure`` validates the parameters and creates the publishers, the
+synchroniser and the worker thread; ``activate`` loads and warms up the model and subscribes;
+``deactivate`` unsubscribes and frees the model; ``cleanup``/``shutdown`` free the rest. With
+``autostart`` (default) the node configures and activates itself at startup.
+
+Threads: the executor (single-threaded) runs the subscription callbacks, which only pair messages and
+drop them into a one-slot mailbox, plus timers, services and lifecycle transitions. The worker thread
+takes the newest frame and does everything slow: message conversion, the TF lookup (with a timeout),
+inference, lifting and publishing. Model loading runs inside the ``activate`` transition: the
+ChangeState answer must say whether the model loaded, and the executor has nothing else to serve
+while the node is not active (no subscriptions yet).
 """
 from __future__ import annotations
 
@@ -13,159 +24,414 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 
 import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from vizion3d_ros.msg import ObjectMask3DArray
 
 from ..core.colors import recolor
-from ..core.frames import optical_to_gl
 from ..core.lifting import LiftConfig
 from ..core.models import ModelUnavailableError, resolve_model
 from ..core.pipeline import FramePipeline
 from ..core.segmentation.base import parse_class_filter
+from ..core.transforms import cloud_to_camera_gl, parse_extrinsic
+from .cloud_frames import CloudToCamera, make_tf_listener
 from .conversions import (
+    CameraInfoError,
     MessageFormatError,
-    camera_info_to_intrinsics,
+    camera_model,
     image_to_rgb,
     pointcloud2_to_arrays,
     xyzrgb_to_pointcloud2,
 )
+from .drops import FrameRejectedError
 from .latest import LatestSlot
 from .messages import objects_to_array_msg
-from .params import NodeSettings, declare_parameters, read_settings
+from .params import (
+    SPECS,
+    USED_BY_ACTIVATE,
+    USED_BY_CONFIGURE,
+    NodeSettings,
+    SettingsError,
+    check_value,
+    check_values,
+    declare_parameters,
+    read_settings,
+    settings_from_values,
+    validate_settings,
+)
+from .stamps import StampGate
 from .sync import ApproximateSynchronizer
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+INPUTS = ('image', 'camera_info', 'points')
 
 
 def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-class FrameRejectedError(Exception):
-    """A frame that cannot be processed; ``reason`` is a short counter key."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+class ActivationError(RuntimeError):
+    """The model could not be made ready; the message says why and what to do."""
 
 
-class Vizion3DNode(Node):
-    """The ROS face of :class:`~vizion3d_ros.core.pipeline.FramePipeline`."""
+class Vizion3DNode(LifecycleNode):
+    """The ROS face of :class:`~vizion3d_ros.core.pipeline.FramePipeline`, as a managed node."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('vizion3d_node', **kwargs)
-        declare_parameters(self)
+        self._startup_problems = declare_parameters(self)
         self.settings: NodeSettings = read_settings(self)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        #: Why the last transition failed (None after a successful activation), for logs and diagnostics.
+        self.error: str | None = None
+        self._failed_transition: str | None = None
+        self._retry_on: frozenset[str] = frozenset()
         self.stats: Counter[str] = Counter()
-        self.pipeline: FramePipeline | None = None
-        self.model_name = ''
-        self.model_error: str | None = None
-        self._slot: LatestSlot[tuple] = LatestSlot()
-        self._sync = ApproximateSynchronizer(3, int(self.settings.sync_slop * 1e9), self.settings.sync_queue_size)
-        self._sync_lock = threading.Lock()
+        self.qos_events: Counter[str] = Counter()
         self._last_logged: dict[str, float] = {}
         self.log_interval_s = 5.0
 
-        in_qos = qos_profile_sensor_data
-        if self.settings.input_reliability == 'reliable':
-            in_qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
-        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.objects_pub = self.create_publisher(ObjectMask3DArray, 'objects', out_qos)
-        self.cloud_pub = self.create_publisher(PointCloud2, 'annotated_points', out_qos)
-        self.create_subscription(Image, 'image', lambda m: self._on_input(0, m), in_qos)
-        self.create_subscription(CameraInfo, 'camera_info', lambda m: self._on_input(1, m), in_qos)
-        self.create_subscription(PointCloud2, 'points', lambda m: self._on_input(2, m), in_qos)
-        self.create_timer(30.0, self._log_stats)
+        # created by configure / activate, released by deactivate / cleanup
+        self._objects_pub = self._cloud_pub = None
+        self._input_subs: list = []
+        self._sync: ApproximateSynchronizer | None = None
+        self._sync_lock = threading.Lock()
+        self._slot: LatestSlot[tuple] | None = None
+        self._worker: threading.Thread | None = None
+        self._tf_listener = None
+        self._frames = CloudToCamera()
+        self._gate = StampGate()
+        self._busy = threading.Lock()  # held by the worker while it processes a frame
+        self._pipeline: FramePipeline | None = None
+        self._model_path = None
+        self.model_name = ''
+        self.device = ''
+        self._class_names: dict[int, str] | None = None
+        self._classes_applied: str | None = None
+        self._extrinsic: tuple[str, object] = ('', None)
+        self._retry_timer = None
 
-        self._worker = threading.Thread(target=self._work, name='vizion3d_worker', daemon=True)
+        self.create_timer(30.0, self._log_stats)
+        # A bag replayed in a loop (use_sim_time) jumps back in time: forget the last stamp, or every
+        # later frame would be dropped as out_of_order.
+        self._jump_handle = self.get_clock().create_jump_callback(
+            JumpThreshold(min_forward=None, min_backward=Duration(seconds=-1.0), on_clock_change=True),
+            post_callback=lambda _jump: self._reset_stream())
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Configure and activate when ``autostart`` is on (called once, before spinning)."""
+        if not self.settings.autostart:
+            self.get_logger().info('autostart is off: waiting for lifecycle transitions (configure, activate)')
+            return
+        self._bring_up()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read and validate the parameters; create publishers, synchroniser, TF listener and worker."""
+        settings = read_settings(self)
+        problems = [f'{name}: {text}' for name, text in self._startup_problems.items()]
+        try:
+            validate_settings(settings)
+        except SettingsError as exc:
+            problems.append(str(exc))
+        if problems:
+            return self._fail('configure', 'invalid parameters: ' + '; '.join(problems), USED_BY_CONFIGURE)
+        self.settings = settings
+        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        self._objects_pub = self.create_lifecycle_publisher(
+            ObjectMask3DArray, 'objects', out_qos, event_callbacks=self._publisher_events('objects'))
+        self._cloud_pub = self.create_lifecycle_publisher(
+            PointCloud2, 'annotated_points', out_qos, event_callbacks=self._publisher_events('annotated_points'))
+        self._sync = ApproximateSynchronizer(3, int(settings.sync_slop * 1e9), settings.sync_queue_size)
+        buffer, self._tf_listener = make_tf_listener(self)
+        self._frames = CloudToCamera(buffer)
+        self._slot = LatestSlot()
+        self._worker = threading.Thread(target=self._work, args=(self._slot,), name='vizion3d_worker', daemon=True)
         self._worker.start()
+        self.get_logger().info('configured' + ('' if buffer is not None else
+                                               ' (tf2_ros not installed: clouds in another frame than the '
+                                               'image need cloud_to_camera)'))
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load and warm up the model, then subscribe to the inputs."""
+        s = self.settings
+        try:
+            pipeline, path = self._load_pipeline(s)
+        except ActivationError as exc:
+            return self._fail('activate', str(exc), USED_BY_ACTIVATE)
+        self._pipeline, self._model_path = pipeline, path
+        self.model_name, self.device = path.name, pipeline.backend.device
+        self._class_names = pipeline.backend.class_names
+        self._classes_applied = None
+        self._reset_stream()
+        qos = qos_profile_sensor_data
+        if s.input_reliability == 'reliable':
+            qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
+        self._input_subs = [
+            self.create_subscription(msg_type, topic, lambda m, i=i: self._on_input(i, m), qos,
+                                     event_callbacks=self._subscription_events(topic))
+            for i, (msg_type, topic) in enumerate(zip((Image, CameraInfo, PointCloud2), INPUTS))]
+        self.error, self._failed_transition = None, None
+        self.get_logger().info(f'model {path} loaded on {self.device}; waiting for image, camera_info and '
+                               f'points within {s.sync_slop:.3f} s of each other')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop publishing and processing, unsubscribe, release the model."""
+        ret = super().on_deactivate(state)  # publishers off first: nothing goes out after this
+        self._stop_processing()
+        self.get_logger().info('deactivated: model released, inputs unsubscribed')
+        return ret
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker, destroy the publishers and the TF listener."""
+        ret = super().on_cleanup(state)
+        self._release_configured()
+        self.get_logger().info('cleaned up')
+        return ret
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free everything, from whichever state the node was in."""
+        self.release()
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: free everything and go back to unconfigured."""
+        self.error = self.error or f'unexpected error while leaving state {state.label}'
+        self.get_logger().error(f'lifecycle error from state {state.label}; releasing everything')
+        self.release()
+        return SUCCESS
+
+    def release(self) -> None:
+        """Free the model, subscriptions, worker and publishers (idempotent)."""
+        self._stop_processing()
+        self._release_configured()
+
+    @property
+    def state(self) -> str:
+        """Current lifecycle state label: unconfigured, inactive, active, finalized, ..."""
+        return self._state_machine.current_state[1]
+
+    def _bring_up(self) -> None:
+        if self.state == 'unconfigured' and self.trigger_configure() != SUCCESS:
+            return
+        if self.state == 'inactive':
+            self.trigger_activate()
+
+    def _fail(self, transition: str, reason: str, retry_on: frozenset[str]) -> TransitionCallbackReturn:
+        self.error = f'{transition} failed: {reason}'
+        self._failed_transition = transition
+        self._retry_on = retry_on
+        hint = ''
+        if self.settings.autostart:
+            hint = ' (autostart: setting one of the parameters it uses retries it)'
+        self.get_logger().error(f'cannot {transition}: {reason}{hint}')
+        return FAILURE
+
+    def _load_pipeline(self, s: NodeSettings):
+        """Resolve, load and warm up the model (runs inside the activate transition)."""
+        try:
+            path = resolve_model(s.model)
+        except ModelUnavailableError as exc:
+            raise ActivationError(f'no segmentation model: {exc}') from exc
+        from ..core.segmentation.ultralytics_backend import UltralyticsBackend, release_model
+        try:
+            backend = UltralyticsBackend(path, device=s.device, imgsz=s.imgsz, conf_threshold=s.conf_threshold,
+                                         iou_threshold=s.iou_threshold, cpu_threads=s.cpu_threads or None)
+        except Exception as exc:  # noqa: BLE001 - corrupt checkpoints raise anything
+            raise ActivationError(f'could not load model {str(path)!r}: {type(exc).__name__}: {exc}') from exc
+        try:
+            problem = check_value('classes', s.classes, backend.class_names)
+            if problem:
+                raise ActivationError(problem)
+            backend.classes = parse_class_filter(s.classes, backend.class_names)
+            if s.warmup:
+                try:
+                    backend.warmup()
+                except Exception as exc:  # noqa: BLE001 - wrong device, broken export, ...
+                    raise ActivationError(f'model {path.name} failed its warm-up inference on device '
+                                          f'{backend.device!r}: {type(exc).__name__}: {exc}') from exc
+        except ActivationError:
+            device = backend.device
+            del backend
+            release_model(path, device)
+            raise
+        pipeline = FramePipeline(backend, lift_mode=s.lift_mode, min_points=s.min_points,
+                                 lift_config=LiftConfig(edge_band=s.edge_band))
+        return pipeline, path
+
+    def _stop_processing(self) -> None:
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs = []
+        if self._slot is not None and self._slot.take(timeout=0) is not None:
+            self._count_drop('model_unavailable')
+        with self._busy:  # waits for the frame in progress, if any
+            pipeline, self._pipeline = self._pipeline, None
+        self._class_names = None
+        if pipeline is not None:
+            from ..core.segmentation.ultralytics_backend import release_model
+            del pipeline
+            release_model(self._model_path, self.device)
+        self._reset_stream()
+
+    def _release_configured(self) -> None:
+        if self._slot is not None:
+            self._slot.close()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=5.0)
+        for pub in (self._objects_pub, self._cloud_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self._objects_pub = self._cloud_pub = None
+        if self._tf_listener is not None and hasattr(self._tf_listener, 'unregister'):
+            self._tf_listener.unregister()
+        self._tf_listener = None
+        self._frames = CloudToCamera()
+        self._slot = self._worker = None
+        with self._sync_lock:
+            self._sync = None
+
+    def _reset_stream(self) -> None:
+        self._gate.reset()
+        with self._sync_lock:
+            if self._sync is not None:
+                self._sync.clear()
+
+    # ------------------------------------------------------------------ parameters
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name in SPECS and p.type_ == Parameter.Type.NOT_SET:
+                return SetParametersResult(successful=False, reason=f'{p.name} cannot be unset; set it to '
+                                           'its default instead')
+        problem = check_values({p.name: p.value for p in params if p.name in SPECS}, self._class_names)
+        return SetParametersResult(successful=problem is None, reason=problem or '')
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        values = {p.name: p.value for p in params if p.name in SPECS}
+        if not values:
+            return
+        parsed = settings_from_values(values)
+        self.settings = replace(self.settings, **{k: getattr(parsed, k) for k in values})
+        for name in values:
+            self._startup_problems.pop(name, None)
+            self.get_logger().info(f'parameter {name} = {values[name]!r} ({SPECS[name].applies})')
+        if self._failed_transition and self.settings.autostart and self.state != 'active' \
+                and set(values) & self._retry_on and self._retry_timer is None:
+            # not from inside this callback: the parameter service must answer first
+            self._retry_timer = self.create_timer(0.1, self._retry_bring_up)
+
+    def _retry_bring_up(self) -> None:
+        self.destroy_timer(self._retry_timer)
+        self._retry_timer = None
+        self.get_logger().info(f'retrying the failed {self._failed_transition} with the new parameters')
+        self._bring_up()
+
+    # ------------------------------------------------------------------ QoS events
+    def _subscription_events(self, topic: str) -> SubscriptionEventCallbacks:
+        return SubscriptionEventCallbacks(
+            incompatible_qos=lambda e: self._on_incompatible_qos('subscription', topic, e))
+
+    def _publisher_events(self, topic: str) -> PublisherEventCallbacks:
+        return PublisherEventCallbacks(
+            incompatible_qos=lambda e: self._on_incompatible_qos('publisher', topic, e))
+
+    def _on_incompatible_qos(self, kind: str, topic: str, event) -> None:
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        self.qos_events[topic] += max(int(event.total_count_change), 1)
+        name = self.resolve_topic_name(topic)
+        if kind == 'subscription':
+            text = (f'incompatible QoS on subscription {name}: a publisher offers an incompatible {policy} '
+                    'policy; no messages from it will arrive')
+            if policy == 'RELIABILITY':
+                text += ' (it publishes best effort while input_reliability is reliable)'
+        else:
+            text = (f'incompatible QoS on publisher {name}: a subscriber requests an incompatible {policy} '
+                    'policy; it will receive nothing')
+        self.get_logger().warning(f'{text} [{self.qos_events[topic]} so far on this topic]')
 
     # ------------------------------------------------------------------ executor side (never blocks)
     def _on_input(self, index: int, msg) -> None:
-        self.stats[('received_image', 'received_camera_info', 'received_points')[index]] += 1
+        self.stats[f'received_{INPUTS[index]}'] += 1
         with self._sync_lock:
+            if self._sync is None:
+                return
             matched = self._sync.add(index, _stamp_ns(msg.header), msg)
-        if matched is not None:
+        if matched is not None and self._slot is not None:
             self.stats['frames_synchronized'] += 1
             self._slot.put(matched)
 
     # ------------------------------------------------------------------ worker thread
-    def _work(self) -> None:
-        self._load_model()
-        while rclpy.ok() and not self._slot.closed:
-            frame = self._slot.take(timeout=0.5)
+    def _work(self, slot: LatestSlot) -> None:
+        while not slot.closed and self.context.ok():
+            frame = slot.take(timeout=0.5)
             if frame is None:
                 continue
-            try:
-                self._process(*frame)
-            except FrameRejectedError as exc:
-                self._reject(exc.reason, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
-                self._reject('internal_error', f'{type(exc).__name__}: {exc}')
+            with self._busy:
+                pipeline = self._pipeline
+                if pipeline is None:
+                    self._count_drop('model_unavailable')
+                    continue
+                try:
+                    self._process(pipeline, *frame)
+                except FrameRejectedError as exc:
+                    self._reject(exc.reason, str(exc))
+                except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
+                    self._reject('internal_error', f'{type(exc).__name__}: {exc}')
 
-    def _load_model(self) -> None:
-        s = self.settings
-        try:
-            path = resolve_model(s.model)
-            from ..core.segmentation.ultralytics_backend import UltralyticsBackend
-            backend = UltralyticsBackend(path, device=s.device, imgsz=s.imgsz, conf_threshold=s.conf_threshold,
-                                         iou_threshold=s.iou_threshold, cpu_threads=s.cpu_threads or None)
-            backend.classes = parse_class_filter(s.classes, backend.class_names)
-            if s.warmup:
-                backend.warmup()
-        except ModelUnavailableError as exc:
-            self.model_error = str(exc)
-            self.get_logger().error(f'no segmentation model: {exc}')
-            return
-        except Exception as exc:  # noqa: BLE001 - corrupt checkpoints raise anything
-            self.model_error = f'could not load model {s.model!r}: {type(exc).__name__}: {exc}'
-            self.get_logger().error(self.model_error)
-            return
-        self.model_name = path.name
-        self.pipeline = FramePipeline(backend, lift_mode=s.lift_mode, min_points=s.min_points,
-                                      lift_config=LiftConfig(edge_band=s.edge_band))
-        self.get_logger().info(f'model {path} loaded on {backend.device}; waiting for image, camera_info '
-                               f'and points within {s.sync_slop:.3f} s of each other')
-
-    def _process(self, image: Image, info: CameraInfo, cloud: PointCloud2) -> None:
+    def _process(self, pipeline: FramePipeline, image: Image, info: CameraInfo, cloud: PointCloud2) -> None:
         t0 = time.perf_counter()
-        if self.pipeline is None:
-            raise FrameRejectedError('model_unavailable', self.model_error or 'model not loaded yet')
-        if self.settings.require_same_frame and image.header.frame_id and cloud.header.frame_id \
-                and image.header.frame_id != cloud.header.frame_id:
-            raise FrameRejectedError('frame_mismatch', f'cloud frame {cloud.header.frame_id!r} differs from camera '
-                                f'frame {image.header.frame_id!r}; publish the cloud in the camera optical '
-                                'frame (TF support comes later) or set require_same_frame:=false')
+        s = self.settings  # one snapshot per frame: parameter changes apply from the next frame
+        stamp_ns = _stamp_ns(cloud.header)
+        self._gate.check(stamp_ns, self.get_clock().now().nanoseconds, s.max_frame_age)
         try:
             rgb = image_to_rgb(image)
         except MessageFormatError as exc:
             raise FrameRejectedError('bad_image', f'image: {exc}') from exc
         try:
-            cam = camera_info_to_intrinsics(info, rgb.shape[1], rgb.shape[0])
-        except MessageFormatError as exc:
-            raise FrameRejectedError('bad_camera_info', str(exc)) from exc
+            model = camera_model(info, rgb.shape[1], rgb.shape[0], s.intrinsics_source)
+        except CameraInfoError as exc:
+            raise FrameRejectedError(exc.reason, str(exc)) from exc
+        if model.distortion_ignored:
+            self._warn_once('distortion', 'camera_info has non-zero distortion and K is used: the node does not '
+                            'undistort, so feed a rectified image with intrinsics_source:=P, or accept the error')
         try:
             cloud_arrays = pointcloud2_to_arrays(cloud)
         except MessageFormatError as exc:
             raise FrameRejectedError('bad_cloud', f'points: {exc}') from exc
         xyz = cloud_arrays.xyz
+        transform = self._frames.resolve(image.header.frame_id, cloud.header.frame_id, cloud.header.stamp,
+                                         self._cloud_to_camera(s), s.tf_timeout)
+        points_gl = cloud_to_camera_gl(xyz, transform)
+        self._apply_runtime_settings(pipeline, s)
         t1 = time.perf_counter()
-        result = self.pipeline.process(rgb, cam, optical_to_gl(xyz), stats_points=xyz)
+        result = pipeline.process(rgb, model.intrinsics, points_gl, stats_points=xyz)
         t2 = time.perf_counter()
         msg = objects_to_array_msg(
             result.objects, cloud.header, image.header, cloud_arrays.width, cloud_arrays.height,
-            cam.width, cam.height, self.model_name,
-            xyz=xyz if self.settings.publish_object_clouds else None, rgb=cloud_arrays.rgb)
-        self.objects_pub.publish(msg)
-        if self.settings.publish_annotated_cloud:
+            model.intrinsics.width, model.intrinsics.height, self.model_name,
+            xyz=xyz if s.publish_object_clouds else None, rgb=cloud_arrays.rgb)
+        self._objects_pub.publish(msg)
+        if s.publish_annotated_cloud:
             base = cloud_arrays.rgb if cloud_arrays.rgb is not None else _gray(len(xyz))
             colors = recolor(base, [o.point_indices for o in result.objects])
-            self.cloud_pub.publish(xyzrgb_to_pointcloud2(xyz, colors, cloud.header, cloud_arrays.width,
-                                                         cloud_arrays.height))
+            self._cloud_pub.publish(xyzrgb_to_pointcloud2(xyz, colors, cloud.header, cloud_arrays.width,
+                                                          cloud_arrays.height))
+        self._gate.accept(stamp_ns)
         t3 = time.perf_counter()
         self.stats['frames_processed'] += 1
         self.get_logger().debug(
@@ -173,26 +439,59 @@ class Vizion3DNode(Node):
             f'{result.timings_ms["inference"]:.1f} ms, lifting {result.timings_ms["lifting"]:.1f} ms, '
             f'publishing {(t3 - t2) * 1e3:.1f} ms')
 
+    def _cloud_to_camera(self, s: NodeSettings):
+        # parsed once per value (validated when set); the cache key is the value's text
+        key = repr(s.cloud_to_camera)
+        if self._extrinsic[0] != key:
+            self._extrinsic = (key, parse_extrinsic(s.cloud_to_camera))
+        return self._extrinsic[1]
+
+    def _apply_runtime_settings(self, pipeline: FramePipeline, s: NodeSettings) -> None:
+        """Push the frame-time parameters into the pipeline (worker thread only, between frames)."""
+        backend = pipeline.backend
+        backend.conf_threshold, backend.iou_threshold = s.conf_threshold, s.iou_threshold
+        if s.classes != self._classes_applied:
+            backend.classes = parse_class_filter(s.classes, backend.class_names)
+            self._classes_applied = s.classes
+        pipeline.lift_mode, pipeline.min_points = s.lift_mode, s.min_points
+        if pipeline.lift_config.edge_band != s.edge_band:
+            pipeline.lift_config = replace(pipeline.lift_config, edge_band=s.edge_band)
+
+    # ------------------------------------------------------------------ drops and stats
+    def _count_drop(self, reason: str, n: int = 1) -> None:
+        self.stats[f'dropped_{reason}'] += n
+
     def _reject(self, reason: str, message: str) -> None:
         # Counted always; logged at most once per `log_interval_s` *per reason*, so a flood of one
         # kind of bad input cannot hide another (rclpy's throttling is per call site, not per reason).
-        self.stats[f'dropped_{reason}'] += 1
-        now = time.monotonic()
-        if now - self._last_logged.get(reason, -1e9) >= self.log_interval_s:
-            self._last_logged[reason] = now
+        self._count_drop(reason)
+        if self._due(reason):
             count = self.stats[f'dropped_{reason}']
             self.get_logger().error(f'frame dropped ({reason}, {count} so far): {message}')
 
+    def _warn_once(self, key: str, message: str) -> None:
+        if self._due(key, interval=60.0):
+            self.get_logger().warning(message)
+
+    def _due(self, key: str, interval: float | None = None) -> bool:
+        now = time.monotonic()
+        if now - self._last_logged.get(key, -1e9) >= (interval or self.log_interval_s):
+            self._last_logged[key] = now
+            return True
+        return False
+
     def _log_stats(self) -> None:
         stats = dict(self.stats)
-        stats['dropped_superseded'] = self._slot.replaced
-        stats['dropped_unmatched'] = self._sync.dropped
-        self.get_logger().info('stats: ' + ', '.join(f'{k}={v}' for k, v in sorted(stats.items())))
+        if self._slot is not None:
+            stats['dropped_superseded'] = self._slot.replaced
+        if self._sync is not None:
+            stats['dropped_unmatched'] = self._sync.dropped
+        stats['incompatible_qos'] = sum(self.qos_events.values())
+        self.get_logger().info(f'stats ({self.state}): ' + ', '.join(f'{k}={v}' for k, v in sorted(stats.items())))
 
     def destroy_node(self) -> None:
-        """Stop the worker before the node's handles go away."""
-        self._slot.close()
-        self._worker.join(timeout=5.0)
+        """Release everything before the node's handles go away."""
+        self.release()
         super().destroy_node()
 
 
@@ -212,9 +511,14 @@ def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
     node = None
     try:
         node = Vizion3DNode()
+        node.start()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # a signal shut the context down during startup (e.g. while the model was loading)
     finally:
         watchdog = threading.Timer(10.0, _give_up_cleanup)
         watchdog.daemon = True

@@ -1,6 +1,7 @@
 """Ultralytics YOLO instance segmentation (.pt checkpoints and the exported formats it loads)."""
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Sequence
@@ -59,6 +60,23 @@ def load_model(path: Path):
             model = YOLO(key[0], task=key[1])
             _models[key] = model
         return model
+
+
+def release_model(path: Path, device: str | None = None) -> None:
+    """Forget the cached model at ``path`` and give its memory back.
+
+    Callers drop their own references first (the backend and pipeline); then the cache entry goes,
+    ``gc.collect()`` frees the model's reference cycles, and on CUDA the allocator's cached blocks are
+    returned to the driver (``torch.cuda.empty_cache``), so other processes can use the memory.
+    """
+    key = (str(Path(path).resolve()), _task_for(Path(path)))
+    with _load_lock:
+        _models.pop(key, None)
+    gc.collect()
+    if device and (device.startswith('cuda') or device[0].isdigit()):
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 class UltralyticsBackend:

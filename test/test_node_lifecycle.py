@@ -1,0 +1,311 @@
+"""The managed node over real DDS: lifecycle transitions, parameters at run time, frames, QoS events.
+
+Every test talks to the real vizion3d_node process through its lifecycle and parameter services
+(lifecycle_msgs ChangeState/GetState, rcl_interfaces SetParameters) and its topics.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from vizion3d_ros.core.rgbd import depth_to_points_optical
+from vizion3d_ros.msg import ObjectMask3DArray
+from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
+from vizion3d_ros.tools.player import camera_info_msg
+
+from node_harness import Client, Lifecycle, NodeProcess, stamp_ns
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+# cloud_to_camera of the 'lidar' frame: x forward, y left, z up (REP 103 body axes), placed at
+# (0.5, -0.25, 0.125) in the camera optical frame (x right, y down, z forward).
+LIDAR_R = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # camera <- lidar rotation
+LIDAR_T = np.array([0.5, -0.25, 0.125])
+LIDAR_EXTRINSIC = [0.5, -0.25, 0.125, 0.5, -0.5, 0.5, 0.5]  # x y z qx qy qz qw of LIDAR_R, LIDAR_T
+
+
+@pytest.fixture(scope='module')
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def tum(tum_frame):
+    xyz = depth_to_points_optical(tum_frame.depth, tum_frame.camera)
+    cloud = xyzrgb_to_pointcloud2(xyz, tum_frame.color.reshape(-1, 3), width=640, height=480)
+    return rgb_to_image(tum_frame.color), camera_info_msg(tum_frame, None), cloud, xyz
+
+
+def _start(tmp_path_factory, namespace: str, **params) -> NodeProcess:
+    return NodeProcess(tmp_path_factory.mktemp(namespace.strip('/')) / 'node.log', namespace=namespace,
+                       device='cpu', input_reliability='reliable', **params)
+
+
+def _stop(proc: NodeProcess) -> None:
+    code = proc.stop()
+    assert code == 0, f'node did not shut down cleanly on SIGTERM (exit {code}):\n{proc.log()[-3000:]}'
+
+
+def _labels(objects: ObjectMask3DArray) -> list[str]:
+    return [o.label for o in objects.objects]
+
+
+# ----------------------------------------------------------------------------- transitions
+
+def test_lifecycle_transitions_over_change_state(ros, tmp_path_factory, model_pt, tum):
+    image, info, cloud, _ = tum
+    proc = _start(tmp_path_factory, '/lc', model=str(model_pt), autostart='false')
+    client = Client('lc_client', namespace='/lc')
+    lc = Lifecycle(client)
+    try:
+        assert lc.state() == 'unconfigured'
+        assert client.node.count_publishers('objects') == 0
+
+        assert lc.transition('configure')
+        assert lc.state() == 'inactive'
+        assert client.spin_until(lambda: client.node.count_publishers('objects') > 0, 60), 'no objects publisher'
+        while_inactive = client.send(image, info, cloud)  # nobody subscribes: must never produce output
+
+        assert lc.transition('activate')
+        assert lc.state() == 'active'
+        client.wait_matched()
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert _labels(objects).count('chair') >= 2
+
+        assert lc.transition('deactivate')
+        assert lc.state() == 'inactive'
+        client.wait_unsubscribed()
+        proc.wait_for_log(r'deactivated: model released')
+        while_deactivated = client.send(image, info, cloud)
+
+        assert lc.transition('activate')
+        client.wait_matched()
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert _labels(objects).count('chair') >= 2
+        assert stamp_ns(while_inactive) not in client.objects
+        assert stamp_ns(while_deactivated) not in client.objects
+
+        assert not lc.transition('cleanup'), 'cleanup is not a transition of an active node'
+        assert lc.transition('deactivate') and lc.transition('cleanup')
+        assert lc.state() == 'unconfigured'
+        assert client.spin_until(lambda: client.node.count_publishers('objects') == 0, 60), \
+            'cleanup left the objects publisher'
+
+        assert lc.transition('configure') and lc.transition('activate')
+        client.wait_matched()
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert _labels(objects).count('chair') >= 2
+        assert proc.alive
+    finally:
+        client.close()
+        _stop(proc)
+
+
+# ----------------------------------------------------------------------------- models
+
+def test_missing_model_leaves_the_node_inactive_and_a_good_model_recovers_it(ros, tmp_path, tmp_path_factory,
+                                                                             model_pt, tum):
+    image, info, cloud, _ = tum
+    missing = tmp_path / 'no_such_model.pt'
+    proc = _start(tmp_path_factory, '/nomodel', model=str(missing))
+    client = Client('nomodel_client', namespace='/nomodel')
+    lc = Lifecycle(client)
+    try:
+        m = proc.wait_for_log(r'cannot activate: (no segmentation model: .*)', timeout=60)
+        assert 'no_such_model.pt' in m.group(1) and 'does not exist' in m.group(1) and 'model:=' in m.group(1)
+        assert lc.state() == 'inactive' and proc.alive
+
+        assert [r.successful for r in lc.set(model=str(model_pt))] == [True]
+        lc.wait_for_state('active')  # autostart retries the failed activation with the new model
+        client.wait_matched()
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert _labels(objects).count('chair') >= 2
+    finally:
+        client.close()
+        _stop(proc)
+
+
+def test_corrupt_model_fails_activation_and_change_state_recovers(ros, tmp_path, tmp_path_factory, model_pt, tum):
+    image, info, cloud, _ = tum
+    corrupt = tmp_path / 'corrupt.pt'
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    proc = _start(tmp_path_factory, '/corrupt', model=str(corrupt), autostart='false')
+    client = Client('corrupt_client', namespace='/corrupt')
+    lc = Lifecycle(client)
+    try:
+        assert lc.transition('configure')
+        assert not lc.transition('activate')
+        m = proc.wait_for_log(r'cannot activate: (could not load model .*)')
+        assert 'corrupt.pt' in m.group(1)
+        assert lc.state() == 'inactive' and proc.alive
+
+        assert [r.successful for r in lc.set(model=str(model_pt))] == [True]
+        assert lc.state() == 'inactive', 'without autostart only ChangeState activates'
+        assert lc.transition('activate')
+        client.wait_matched()
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert _labels(objects).count('chair') >= 2
+    finally:
+        client.close()
+        _stop(proc)
+
+
+# ----------------------------------------------------------------------------- parameters and frames
+
+@pytest.fixture(scope='module')
+def rt_node(ros, tmp_path_factory, model_pt):
+    proc = _start(tmp_path_factory, '/rt', model=str(model_pt))
+    proc.wait_for_log(r'model .* loaded', timeout=120)
+    yield proc
+    _stop(proc)
+
+
+@pytest.fixture(scope='module')
+def rt(rt_node):
+    client = Client('rt_client', namespace='/rt')
+    client.wait_matched()
+    yield client, Lifecycle(client)
+    client.close()
+
+
+@pytest.mark.parametrize('params, reason', [
+    ({'lift_mode': 'bogus'}, r'lift_mode must be one of visible, exclusive, naive'),
+    ({'classes': 'chair,unicorn'}, r"unknown class 'unicorn'"),
+    ({'classes': '999'}, r'no class id 999'),
+    ({'cloud_to_camera': '1 2 3'}, r'expected 7 numbers .* or 16 .* got 3'),
+    ({'cloud_to_camera': [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}, r'quaternion .* has no rotation'),
+    ({'device': 'gpu'}, r'device must be'),
+    ({'intrinsics_source': 'R'}, r'intrinsics_source must be one of auto, K, P'),
+    ({'conf_threshold': 1.5}, r'out of range'),
+    ({'autostart': False}, r'read-only|read only'),
+])
+def test_bad_parameter_values_are_rejected_with_a_reason(rt, params, reason):
+    import re
+    _, lc = rt
+    (result,) = lc.set(**params)
+    assert not result.successful
+    assert re.search(reason, result.reason), result.reason
+
+
+def test_runtime_parameters_apply_to_the_next_frame(rt, rt_node, tum):
+    client, lc = rt
+    image, info, cloud, _ = tum
+    assert _labels(client.result(client.send(image, info, cloud))[0]).count('chair') >= 2
+    try:
+        assert [r.successful for r in lc.set(conf_threshold=0.95)] == [True]
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert len(objects.objects) == 0, [(o.label, o.confidence) for o in objects.objects]
+
+        assert [r.successful for r in lc.set(conf_threshold=0.25, classes='chair', min_points=5000)] == [True] * 3
+        objects, _ = client.result(client.send(image, info, cloud))
+        assert set(_labels(objects)) == {'chair'}
+        assert all(len(o.point_indices) >= 5000 for o in objects.objects)
+    finally:
+        assert all(r.successful for r in lc.set(conf_threshold=0.25, classes='', min_points=1))
+    objects, _ = client.result(client.send(image, info, cloud))
+    assert len(set(_labels(objects))) > 1
+
+
+def test_a_cloud_in_another_frame_is_moved_with_cloud_to_camera(rt, rt_node, tum):
+    client, lc = rt
+    image, info, cloud, xyz = tum
+    # the same points expressed in the lidar frame: p_lidar = R^T (p_camera - t)
+    xyz_lidar = ((xyz.astype(np.float64) - LIDAR_T) @ LIDAR_R).astype(np.float32)
+    lidar_cloud = xyzrgb_to_pointcloud2(xyz_lidar, np.asarray(cloud_rgb(cloud)), width=640, height=480)
+
+    header = client.send(image, info, cloud)
+    in_camera, _ = client.result(header)
+    client.send(image, info, lidar_cloud, *_camera_and_lidar_headers(client))
+    rt_node.wait_for_log(r"frame dropped \(frame_mismatch.*'lidar'.*cloud_to_camera")
+
+    assert [r.successful for r in lc.set(cloud_to_camera=LIDAR_EXTRINSIC)] == [True]
+    try:
+        in_lidar, annotated = client.result(client.send(image, info, lidar_cloud,
+                                                        *_camera_and_lidar_headers(client)))
+        assert in_lidar.header.frame_id == 'lidar' and annotated.header.frame_id == 'lidar'
+        assert _labels(in_lidar) == _labels(in_camera)
+        for a, b in zip(in_camera.objects, in_lidar.objects):
+            np.testing.assert_array_equal(a.point_indices, b.point_indices)
+            idx = np.asarray(b.point_indices, dtype=np.int64)
+            np.testing.assert_allclose([b.centroid.x, b.centroid.y, b.centroid.z],
+                                       xyz_lidar[idx].astype(np.float64).mean(axis=0), atol=1e-4)
+            assert b.header.frame_id == 'lidar'
+        # the extrinsic only applies to clouds in another frame: a camera-frame cloud is unchanged
+        again, _ = client.result(client.send(image, info, cloud))
+        for a, b in zip(in_camera.objects, again.objects):
+            np.testing.assert_array_equal(a.point_indices, b.point_indices)
+    finally:
+        assert all(r.successful for r in lc.set(cloud_to_camera=''))
+
+
+def _camera_and_lidar_headers(client: Client):
+    camera = client.next_header()
+    lidar = client.next_header(frame_id='lidar')
+    lidar.stamp = camera.stamp
+    return camera, lidar
+
+
+def cloud_rgb(cloud):
+    from vizion3d_ros.ros.conversions import pointcloud2_to_arrays
+    return pointcloud2_to_arrays(cloud).rgb
+
+
+def test_intrinsics_from_p_binning_and_size_checks(rt, rt_node, tum, tum_frame):
+    client, _ = rt
+    image, info, cloud, _ = tum
+    # a 2x-binned camera_info (sensor 1280x960) describes the 640x480 image exactly
+    binned = camera_info_msg(tum_frame, None)
+    binned.width, binned.height, binned.binning_x, binned.binning_y = 1280, 960, 2, 2
+    binned.k = [v * 2 if i in (0, 4) else v for i, v in enumerate(info.k)]
+    binned.k[2], binned.k[5] = info.k[2] * 2 + 0.5, info.k[5] * 2 + 0.5
+    binned.p = [binned.k[0], 0.0, binned.k[2], 0.0, 0.0, binned.k[4], binned.k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+    plain, _ = client.result(client.send(image, info, cloud))
+    objects, _ = client.result(client.send(image, binned, cloud))
+    assert _labels(objects) == _labels(plain)
+    for a, b in zip(plain.objects, objects.objects):
+        np.testing.assert_array_equal(a.point_indices, b.point_indices)
+
+    no_binning = camera_info_msg(tum_frame, None)
+    no_binning.width, no_binning.height = 1280, 960
+    client.send(image, no_binning, cloud)
+    rt_node.wait_for_log(r'frame dropped \(camera_info_size_mismatch.*1280x960 images but the image is 640x480')
+    nan_p = camera_info_msg(tum_frame, None)
+    nan_p.p = [float('nan')] * 12
+    nan_p.k = [float('inf')] + list(info.k[1:])
+    client.send(image, nan_p, cloud)
+    rt_node.wait_for_log(r'frame dropped \(bad_camera_info.*K is not a valid camera matrix')
+
+
+def test_incompatible_qos_is_logged_for_subscriptions_and_publishers(rt, rt_node):
+    client, _ = rt
+    best_effort = client.node.create_publisher(Image, 'image', qos_profile_sensor_data)
+    latched = client.node.create_subscription(
+        ObjectMask3DArray, 'objects', lambda _m: None,
+        QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    try:
+        m = rt_node.wait_for_log(r'incompatible QoS on subscription (\S+): .*RELIABILITY')
+        assert m.group(1) == '/rt/image'
+        m = rt_node.wait_for_log(r'incompatible QoS on publisher (\S+): .*DURABILITY')
+        assert m.group(1) == '/rt/objects'
+    finally:
+        client.node.destroy_publisher(best_effort)
+        client.node.destroy_subscription(latched)
+
+
+def test_stale_frames_are_dropped_against_the_node_clock(rt, rt_node, tum):
+    # last in this module: it processes a frame stamped now, after which the harness's synthetic
+    # (1970) stamps would be out of order
+    client, lc = rt
+    image, info, cloud, _ = tum
+    assert [r.successful for r in lc.set(max_frame_age=30.0)] == [True]
+    client.send(image, info, cloud)  # stamped in 1970
+    rt_node.wait_for_log(r'frame dropped \(stale.*max_frame_age 30 s')
+    fresh = client.next_header()
+    fresh.stamp = client.node.get_clock().now().to_msg()
+    objects, _ = client.result(client.send(image, info, cloud, header=fresh))
+    assert _labels(objects).count('chair') >= 2
