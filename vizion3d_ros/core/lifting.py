@@ -151,9 +151,16 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
                   labels: np.ndarray, proj: Projection, cfg: LiftConfig) -> list[np.ndarray]:
     k = len(masks)
     pix = _pixels(proj, cam)
-    dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius)
+    # An organised cloud from the camera itself puts point i on pixel i: one point per pixel, each
+    # the visible surface there, and the labels of the points are the label image itself.
+    own_pixels = len(points_gl) == cam.width * cam.height and np.array_equal(pix, proj.indices)
+    dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
     surface = dm.depth
-    is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
+    all_visible = own_pixels and dm.splat_radius == 0
+    if all_visible:
+        is_visible = np.ones(len(pix), bool)
+    else:
+        is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
     _resolve_overlaps(labels, masks, boxes, surface)
     if cfg.edge_band > 0 and dm.splat_radius == 0:
         # the floor and table tops a mask spills onto: dominant planes of the visible background
@@ -164,7 +171,7 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
                           depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
                           front_tolerance=cfg.front_tolerance)
         trim_spill(labels, masks, boxes, surface, cam, trim, support)
-    point_label = labels.reshape(-1)[pix]
+    point_label = labels.reshape(-1) if own_pixels and proj.all_valid else labels.reshape(-1)[pix]  # no gather
     planes = np.zeros((0, 5))  # dense clouds: no plane filter for the hidden-point links
     if dm.splat_radius > 0:
         # A cloud from another viewpoint: floors, walls and table tops seen through an object's mask
@@ -177,7 +184,7 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
         # The sensor leaves holes in an object's surface (parts it did not see) through which whatever
         # lies behind shows as "visible": keep each mask's main depth cluster.
         point_label = _keep_main_depth_cluster(point_label, is_visible, proj.depth, k, cfg)
-    groups = group_by_label(proj.indices, np.where(is_visible, point_label, 0), k)
+    groups = group_by_label(proj.indices, point_label if all_visible else np.where(is_visible, point_label, 0), k)
     if cfg.connect_hidden:
         hidden = ~is_visible & (point_label > 0)
         if hidden.any():

@@ -22,10 +22,17 @@ class DepthMap:
     splat_radius: int
 
 
-def zbuffer(pixels: np.ndarray, depth: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest ``depth`` per flat pixel index: ``(H, W)`` float32, ``inf`` where nothing projects."""
+def zbuffer(pixels: np.ndarray, depth: np.ndarray, height: int, width: int, unique: bool = False) -> np.ndarray:
+    """Nearest ``depth`` per flat pixel index: ``(H, W)`` float32, ``inf`` where nothing projects.
+
+    ``unique`` promises at most one point per pixel (an organised cloud seen from its own camera),
+    which turns the unbuffered minimum into a plain scatter.
+    """
     z = np.full(height * width, np.inf, dtype=np.float32)
-    np.minimum.at(z, pixels, depth.astype(np.float32, copy=False))
+    if unique:
+        z[pixels] = depth
+    else:
+        np.minimum.at(z, pixels, depth.astype(np.float32, copy=False))
     return z.reshape(height, width)
 
 
@@ -61,9 +68,9 @@ def splat(z: np.ndarray, radius: int) -> np.ndarray:
 
 
 def depth_map(pixels: np.ndarray, depth: np.ndarray, height: int, width: int,
-              splat_radius: int | None = None) -> DepthMap:
-    """Z-buffer of projected points, splatted by ``splat_radius`` (None = automatic)."""
-    z = zbuffer(pixels, depth, height, width)
+              splat_radius: int | None = None, unique: bool = False) -> DepthMap:
+    """Z-buffer of projected points, splatted by ``splat_radius`` (None = automatic); see :func:`zbuffer`."""
+    z = zbuffer(pixels, depth, height, width, unique)
     r = auto_splat_radius(point_spacing_px(z)) if splat_radius is None else int(splat_radius)
     return DepthMap(depth=splat(z, r), splat_radius=r)
 
