@@ -1,0 +1,64 @@
+"""Depth jumps, creases and noise of a depth image (vizion3d_ros.core.surfaces)."""
+import numpy as np
+
+from vizion3d_ros.core.camera import PinholeIntrinsics
+from vizion3d_ros.core.surfaces import crease_pixels, depth_noise, far_edges, typical_depth
+
+CAM = PinholeIntrinsics(fx=300.0, fy=300.0, cx=80.0, cy=60.0, width=160, height=120)
+
+
+def floor_meets_wall(wall=3.0, camera_height=0.4):
+    """Depth of a wall at ``wall`` m meeting a floor ``camera_height`` below the camera (a 90 deg crease)."""
+    v = np.arange(CAM.height, dtype=np.float64)[:, None]
+    ray_down = (v - CAM.cy) / CAM.fy  # y per unit depth, positive downwards
+    with np.errstate(divide='ignore'):
+        floor = np.where(ray_down > 0, camera_height / ray_down, np.inf)
+    depth = np.minimum(floor, wall) * np.ones((1, CAM.width))
+    return depth.astype(np.float32)
+
+
+def test_far_edges_mark_the_far_side_of_a_jump_only():
+    z = np.full((20, 20), 3.0, np.float32)
+    z[:, :10] = 1.0
+    far = far_edges(z, np.isfinite(z))
+    assert far[:, 10].all() and not far[:, 9].any()
+    assert far.sum() == 20
+
+
+def test_creases_are_found_where_floor_meets_wall_and_nowhere_else():
+    z = floor_meets_wall()
+    where = np.ones(z.shape, bool)
+    idx, hit = crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, where)
+    rows = np.unique(idx[hit] // CAM.width)
+    meet = int(np.argmax(z[:, 0] < 3.0))  # first floor row
+    assert rows.size and np.all(np.abs(rows - meet) <= 2), rows
+    # a tilted plane alone has no crease, whatever the viewing angle
+    flat = np.where(np.arange(CAM.height)[:, None] >= meet + 3, z, np.inf).astype(np.float32)
+    idx, hit = crease_pixels(flat, CAM, ~np.isfinite(flat), 2, 40.0, where)
+    assert idx.size > 1000 and not hit.any()
+
+
+def test_crease_test_can_be_disabled_and_limited():
+    z = floor_meets_wall()
+    idx, hit = crease_pixels(z, CAM, ~np.isfinite(z), 2, 180.0, np.ones(z.shape, bool))
+    assert idx.size == 0 and hit.size == 0
+    where = np.zeros(z.shape, bool)
+    where[50:55, 40:45] = True
+    idx, _ = crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, where)
+    assert set(idx.tolist()) <= set(np.flatnonzero(where).tolist())
+
+
+def test_depth_noise_recovers_the_simulated_sigma():
+    rng = np.random.default_rng(0)
+    z = np.full((240, 320), 2.0, np.float32)
+    assert depth_noise(z) == 0.0
+    k = 0.002  # sigma = k * z^2 = 8 mm at 2 m
+    noisy = (z + rng.normal(0, k * 4.0, z.shape)).astype(np.float32)
+    assert abs(depth_noise(noisy) - k) < 0.25 * k
+
+
+def test_typical_depth_ignores_missing_depth():
+    z = np.full((40, 40), np.inf, np.float32)
+    assert np.isnan(typical_depth(z))
+    z[::2] = 1.5
+    assert typical_depth(z) == 1.5
