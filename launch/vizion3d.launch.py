@@ -4,6 +4,10 @@ Usage:
   ros2 launch vizion3d_ros vizion3d.launch.py model:=/path/to/yolov8n-seg.pt \
       image:=/camera/color/image_raw camera_info:=/camera/color/camera_info \
       points:=/camera/depth_registered/points rviz:=true
+
+vizion3d_node is a managed (lifecycle) node; with autostart:=true (default) it configures and activates
+itself. With autostart:=false drive it with a lifecycle manager or `ros2 lifecycle set /vizion3d_node
+configure` / `activate`. Other parameters (cloud_to_camera, max_frame_age, ...) go in params_file.
 """
 import os
 
@@ -32,6 +36,10 @@ def generate_launch_description():
         DeclareLaunchArgument('namespace', default_value='', description='Namespace of the node and outputs'),
         DeclareLaunchArgument('rviz', default_value='false', description='Start RViz with config/vizion3d.rviz'),
         DeclareLaunchArgument('rviz_config', default_value=default_rviz, description='RViz config file'),
+        DeclareLaunchArgument('autostart', default_value='true',
+                              description='Configure and activate the (lifecycle) node at startup'),
+        DeclareLaunchArgument('debug_image', default_value=LaunchConfiguration('rviz'),
+                              description='Publish debug_image (masks drawn on the image); default: same as rviz'),
     ]
     node = Node(
         package='vizion3d_ros',
@@ -40,7 +48,11 @@ def generate_launch_description():
         namespace=LaunchConfiguration('namespace'),
         output='screen',
         emulate_tty=True,
-        parameters=[LaunchConfiguration('params_file'), {'model': LaunchConfiguration('model')}],
+        parameters=[LaunchConfiguration('params_file'), {
+            'model': LaunchConfiguration('model'),
+            'autostart': LaunchConfiguration('autostart'),
+            'publish_debug_image': LaunchConfiguration('debug_image'),
+        }],
         remappings=[
             ('image', LaunchConfiguration('image')),
             ('camera_info', LaunchConfiguration('camera_info')),

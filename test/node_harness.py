@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import SetParametersResult
@@ -19,10 +20,13 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.msg import ObjectMask3DArray
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+# best effort matches a /diagnostics publisher of either reliability
+DIAGNOSTICS_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class NodeProcess:
@@ -88,7 +92,30 @@ class Client:
                                       lambda m: self.objects.setdefault(stamp_ns(m.header), m), RELIABLE)
         self.node.create_subscription(PointCloud2, 'annotated_points',
                                       lambda m: self.clouds.setdefault(stamp_ns(m.header), m), RELIABLE)
+        self.markers: list[MarkerArray] = []
+        self.debug_images: dict[int, Image] = {}
+        self.statuses: list[DiagnosticStatus] = []
+        self.node.create_subscription(MarkerArray, 'markers', self.markers.append, RELIABLE)
+        self.node.create_subscription(Image, 'debug_image',
+                                      lambda m: self.debug_images.setdefault(stamp_ns(m.header), m), RELIABLE)
+        self._status_name = f'{self.node.get_namespace().rstrip("/")}/vizion3d_node: pipeline'
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, DIAGNOSTICS_QOS)
         self._t = 1_000  # seconds; stamps are synthetic and strictly increasing
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        self.statuses.extend(s for s in msg.status if s.name == self._status_name)
+
+    def wait_status(self, predicate, timeout: float = 60.0) -> DiagnosticStatus:
+        """The first new /diagnostics pipeline status of the node under test for which ``predicate`` holds."""
+        start = len(self.statuses)
+
+        def found():
+            return next((st for st in self.statuses[start:] if predicate(st)), None)
+        ok = self.spin_until(lambda: found() is not None, timeout)
+        last = self.statuses[-1] if self.statuses else None
+        assert ok, (f'no matching {self._status_name!r} status within {timeout} s; last: '
+                    f'{last and (last.level, last.message, values(last))}')
+        return found()
 
     def spin_until(self, predicate, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -189,3 +216,8 @@ class Lifecycle:
         request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
                                                     for k, v in params.items()])
         return list(self._call(self._set, request).results)
+
+
+def values(status: DiagnosticStatus) -> dict[str, str]:
+    """A DiagnosticStatus' KeyValues as a dict."""
+    return {kv.key: kv.value for kv in status.values}

@@ -94,6 +94,27 @@ def test_rviz_config_shows_the_annotated_cloud():
     assert isinstance(fixed_frame, str) and fixed_frame.strip()
 
 
+def test_rviz_config_shows_markers_and_the_debug_image():
+    displays = yaml.safe_load(RVIZ.read_text())['Visualization Manager']['Displays']
+    by_class = {d['Class']: d for d in displays}
+    markers = by_class['rviz_default_plugins/MarkerArray']
+    assert markers['Enabled'] and markers['Topic']['Value'] == '/markers'
+    from vizion3d_ros.ros.markers import ObjectMarkers
+    m = ObjectMarkers(namespace='vizion3d')
+    assert {m.box_ns, m.label_ns} <= set(markers['Namespaces'])
+    image = by_class['rviz_default_plugins/Image']
+    assert image['Enabled'] and image['Topic']['Value'] == '/debug_image'
+
+
+def test_launch_passes_lifecycle_and_debug_image_parameters():
+    params = next(k.value for k in _our_node(_launch_tree()).keywords if k.arg == 'parameters')
+    overrides = {key.value: value for d in params.elts if isinstance(d, ast.Dict)
+                 for key, value in zip(d.keys, d.values)}
+    from vizion3d_ros.ros.params import NodeSettings
+    assert set(overrides) <= {f.name for f in dataclasses.fields(NodeSettings)}
+    assert {'model', 'autostart', 'publish_debug_image'} <= set(overrides)
+
+
 def test_cmake_installs_launch_config_and_node_script():
     text = (ROOT / 'CMakeLists.txt').read_text()
     share = re.findall(r'install\(DIRECTORY\s+([^)]*?)\s+DESTINATION\s+share/\$\{PROJECT_NAME\}', text)

@@ -8,15 +8,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
+from visualization_msgs.msg import Marker
 
 from vizion3d_ros.core.rgbd import depth_to_points_optical
 from vizion3d_ros.msg import ObjectMask3DArray
 from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
 from vizion3d_ros.tools.player import camera_info_msg
 
-from node_harness import Client, Lifecycle, NodeProcess, stamp_ns
+from node_harness import Client, Lifecycle, NodeProcess, full_mask, stamp_ns, values
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
@@ -65,6 +67,8 @@ def test_lifecycle_transitions_over_change_state(ros, tmp_path_factory, model_pt
     try:
         assert lc.state() == 'unconfigured'
         assert client.node.count_publishers('objects') == 0
+        # /diagnostics reports in every state
+        client.wait_status(lambda st: values(st)['state'] == 'unconfigured')
 
         assert lc.transition('configure')
         assert lc.state() == 'inactive'
@@ -74,13 +78,23 @@ def test_lifecycle_transitions_over_change_state(ros, tmp_path_factory, model_pt
         assert lc.transition('activate')
         assert lc.state() == 'active'
         client.wait_matched()
-        objects, _ = client.result(client.send(image, info, cloud))
+        header = client.send(image, info, cloud)
+        objects, _ = client.result(header)
         assert _labels(objects).count('chair') >= 2
+        boxes = _wait_markers(client, lambda m: m.action == Marker.ADD and m.type == Marker.LINE_LIST
+                              and m.header.stamp == header.stamp)
+        assert len(boxes) == len(objects.objects) and all(len(m.points) == 24 for m in boxes)
+        texts = _wait_markers(client, lambda m: m.type == Marker.TEXT_VIEW_FACING and m.header.stamp == header.stamp)
+        assert sorted(m.text.split()[0] for m in texts) == sorted(_labels(objects))
+        status = client.wait_status(lambda st: int(values(st).get('frames_processed', 0)) >= 1)
+        assert values(status)['state'] == 'active' and values(status)['model'] == model_pt.name
 
         assert lc.transition('deactivate')
         assert lc.state() == 'inactive'
         client.wait_unsubscribed()
         proc.wait_for_log(r'deactivated: model released')
+        _wait_markers(client, lambda m: m.action == Marker.DELETEALL)  # deactivating clears RViz
+        client.wait_status(lambda st: values(st)['state'] == 'inactive')
         while_deactivated = client.send(image, info, cloud)
 
         assert lc.transition('activate')
@@ -119,12 +133,17 @@ def test_missing_model_leaves_the_node_inactive_and_a_good_model_recovers_it(ros
         m = proc.wait_for_log(r'cannot activate: (no segmentation model: .*)', timeout=60)
         assert 'no_such_model.pt' in m.group(1) and 'does not exist' in m.group(1) and 'model:=' in m.group(1)
         assert lc.state() == 'inactive' and proc.alive
+        status = client.wait_status(lambda st: st.level == DiagnosticStatus.ERROR)
+        assert 'no segmentation model' in status.message and 'no_such_model.pt' in status.message
+        assert values(status)['state'] == 'inactive'
 
         assert [r.successful for r in lc.set(model=str(model_pt))] == [True]
         lc.wait_for_state('active')  # autostart retries the failed activation with the new model
         client.wait_matched()
         objects, _ = client.result(client.send(image, info, cloud))
         assert _labels(objects).count('chair') >= 2
+        status = client.wait_status(lambda st: values(st)['state'] == 'active')
+        assert status.level != DiagnosticStatus.ERROR and values(status)['model'] == model_pt.name
     finally:
         client.close()
         _stop(proc)
@@ -222,6 +241,7 @@ def test_a_cloud_in_another_frame_is_moved_with_cloud_to_camera(rt, rt_node, tum
     in_camera, _ = client.result(header)
     client.send(image, info, lidar_cloud, *_camera_and_lidar_headers(client))
     rt_node.wait_for_log(r"frame dropped \(frame_mismatch.*'lidar'.*cloud_to_camera")
+    client.wait_status(lambda st: int(values(st).get('dropped/frame_mismatch', 0)) >= 1)
 
     assert [r.successful for r in lc.set(cloud_to_camera=LIDAR_EXTRINSIC)] == [True]
     try:
@@ -241,6 +261,13 @@ def test_a_cloud_in_another_frame_is_moved_with_cloud_to_camera(rt, rt_node, tum
             np.testing.assert_array_equal(a.point_indices, b.point_indices)
     finally:
         assert all(r.successful for r in lc.set(cloud_to_camera=''))
+
+
+def _wait_markers(client: Client, predicate, timeout: float = 60.0) -> list[Marker]:
+    def found():
+        return [m for arr in client.markers for m in arr.markers if predicate(m)]
+    assert client.spin_until(lambda: bool(found()), timeout), 'no such marker on markers'
+    return found()
 
 
 def _camera_and_lidar_headers(client: Client):
@@ -274,11 +301,46 @@ def test_intrinsics_from_p_binning_and_size_checks(rt, rt_node, tum, tum_frame):
     no_binning.width, no_binning.height = 1280, 960
     client.send(image, no_binning, cloud)
     rt_node.wait_for_log(r'frame dropped \(camera_info_size_mismatch.*1280x960 images but the image is 640x480')
+    client.wait_status(lambda st: int(values(st).get('dropped/camera_info_size_mismatch', 0)) >= 1)
     nan_p = camera_info_msg(tum_frame, None)
     nan_p.p = [float('nan')] * 12
     nan_p.k = [float('inf')] + list(info.k[1:])
     client.send(image, nan_p, cloud)
     rt_node.wait_for_log(r'frame dropped \(bad_camera_info.*K is not a valid camera matrix')
+
+
+def test_debug_image_and_pipeline_diagnostics(rt, rt_node, tum, tum_frame):
+    client, lc = rt
+    image, info, cloud, _ = tum
+    before = client.send(image, info, cloud)
+    client.result(before)
+    assert [r.successful for r in lc.set(publish_debug_image=True)] == [True]
+    try:
+        header = client.send(image, info, cloud)
+        objects, _ = client.result(header)
+        assert client.spin_until(lambda: stamp_ns(header) in client.debug_images, 60), 'no debug_image'
+        assert stamp_ns(before) not in client.debug_images, 'debug_image is published by default'
+        debug = client.debug_images[stamp_ns(header)]
+        assert (debug.width, debug.height, debug.encoding) == (640, 480, 'rgb8')
+        assert debug.header.frame_id == header.frame_id
+        drawn = np.frombuffer(debug.data, np.uint8).reshape(480, debug.step)[:, :640 * 3].reshape(480, 640, 3)
+        masks = np.zeros((480, 640), bool)
+        near = np.zeros((480, 640), bool)  # boxes with their outline and label, generously
+        for o in objects.objects:
+            masks |= full_mask(o, 480, 640)
+            x1, y1, x2, y2 = (int(v) for v in o.bbox_2d)
+            near[max(y1 - 30, 0):y2 + 4, max(x1 - 4, 0):x2 + 250] = True
+        diff = np.abs(drawn.astype(int) - tum_frame.color.astype(int)).sum(axis=2)
+        assert (diff[masks] > 0).mean() > 0.9, 'masks are not tinted'
+        assert (diff[~(masks | near)] == 0).all(), 'pixels away from every object changed'
+    finally:
+        assert all(r.successful for r in lc.set(publish_debug_image=False))
+    status = client.wait_status(lambda st: 'latency_ms/end_to_end' in values(st))
+    v = values(status)
+    for key in ('latency_ms/inference', 'latency_ms/lifting', 'latency_ms/conversion', 'latency_ms/publishing',
+                'input_rate_hz/rt/image', 'input_rate_hz/rt/points', 'output_rate_hz', 'dropped_total'):
+        assert key in v, (key, v)
+    assert v['state'] == 'active' and v['device'] == 'cpu'
 
 
 def test_incompatible_qos_is_logged_for_subscriptions_and_publishers(rt, rt_node):
@@ -292,6 +354,9 @@ def test_incompatible_qos_is_logged_for_subscriptions_and_publishers(rt, rt_node
         assert m.group(1) == '/rt/image'
         m = rt_node.wait_for_log(r'incompatible QoS on publisher (\S+): .*DURABILITY')
         assert m.group(1) == '/rt/objects'
+        status = client.wait_status(lambda st: {'incompatible_qos/rt/image', 'incompatible_qos/rt/objects'}
+                                    <= set(values(st)))
+        assert int(values(status)['incompatible_qos/rt/image']) >= 1
     finally:
         client.node.destroy_publisher(best_effort)
         client.node.destroy_subscription(latched)

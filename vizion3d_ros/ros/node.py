@@ -2,8 +2,11 @@
 
 Inputs (remappable): ``image`` (sensor_msgs/Image), ``camera_info`` (sensor_msgs/CameraInfo),
 ``points`` (sensor_msgs/PointCloud2, in the camera's optical frame, or in another frame given
-``cloud_to_camera`` or TF). Outputs: ``objects`` (vizion3d_ros/ObjectMask3DArray) and
-``annotated_points`` (PointCloud2, input cloud recoloured by object), both in the cloud's frame.
+``cloud_to_camera`` or TF). Outputs: ``objects`` (vizion3d_ros/ObjectMask3DArray), ``annotated_points``
+(PointCloud2, input cloud recoloured by object) and ``markers`` (visualization_msgs/MarkerArray), all in
+the cloud's frame; ``debug_image`` (Image, when ``publish_debug_image``); ``detections_3d``
+(vision_msgs/Detection3DArray, only where vision_msgs is installed); ``/diagnostics`` (pipeline state,
+rates, drops per reason, latencies; published in every lifecycle state).
 
 A managed (lifecycle) node. ``configure`` validates the parameters and creates the publishers, the
 synchroniser and the worker thread; ``activate`` loads and warms up the model and subscribes;
@@ -27,15 +30,17 @@ from collections import Counter
 from dataclasses import replace
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.msg import ObjectMask3DArray
 
@@ -43,6 +48,7 @@ from ..core.colors import recolor
 from ..core.lifting import LiftConfig
 from ..core.models import ModelUnavailableError, resolve_model
 from ..core.pipeline import FramePipeline
+from ..core.render import render_overlay
 from ..core.segmentation.base import parse_class_filter
 from ..core.transforms import cloud_to_camera_gl, parse_extrinsic
 from .cloud_frames import CloudToCamera, make_tf_listener
@@ -52,10 +58,14 @@ from .conversions import (
     camera_model,
     image_to_rgb,
     pointcloud2_to_arrays,
+    rgb_to_image,
     xyzrgb_to_pointcloud2,
 )
+from .detections import to_detection3d_array, vision_msgs_available
+from .diagnostics import PipelineStats, to_diagnostic_array
 from .drops import FrameRejectedError
 from .latest import LatestSlot
+from .markers import ObjectMarkers
 from .messages import objects_to_array_msg
 from .params import (
     SPECS,
@@ -72,6 +82,11 @@ from .params import (
 )
 from .stamps import StampGate
 from .sync import ApproximateSynchronizer
+
+try:
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 INPUTS = ('image', 'camera_info', 'points')
@@ -93,20 +108,27 @@ class Vizion3DNode(LifecycleNode):
         self._startup_problems = declare_parameters(self)
         self.settings: NodeSettings = read_settings(self)
         self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        # Humble has no post-set callbacks: there, accepted values are applied from the validation callback
+        self._apply_when_validated = not hasattr(self, 'add_post_set_parameters_callback')
+        if not self._apply_when_validated:
+            self.add_post_set_parameters_callback(self._apply_parameters)
 
         #: Why the last transition failed (None after a successful activation), for logs and diagnostics.
         self.error: str | None = None
         self._failed_transition: str | None = None
         self._retry_on: frozenset[str] = frozenset()
-        self.stats: Counter[str] = Counter()
+        #: Rates, drops per reason and latencies, reported on /diagnostics and in the periodic stats line.
+        self.stats = PipelineStats()
         self.qos_events: Counter[str] = Counter()
         self._last_logged: dict[str, float] = {}
         self.log_interval_s = 5.0
 
         # created by configure / activate, released by deactivate / cleanup
-        self._objects_pub = self._cloud_pub = None
+        self._objects_pub = self._cloud_pub = self._markers_pub = self._debug_pub = self._detections_pub = None
+        self._markers: ObjectMarkers | None = None
+        self._marker_frame: str | None = None  # frame of the last markers sent, for clearing them
         self._input_subs: list = []
+        self._input_topics: tuple[str, ...] = INPUTS
         self._sync: ApproximateSynchronizer | None = None
         self._sync_lock = threading.Lock()
         self._slot: LatestSlot[tuple] | None = None
@@ -125,6 +147,11 @@ class Vizion3DNode(LifecycleNode):
         self._retry_timer = None
 
         self.create_timer(30.0, self._log_stats)
+        # /diagnostics is a plain publisher: the state and a failed activation's error must be visible
+        # while the node is unconfigured or inactive too
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics',
+                                               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self._diag_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
         # A bag replayed in a loop (use_sim_time) jumps back in time: forget the last stamp, or every
         # later frame would be dropped as out_of_order.
         self._jump_handle = self.get_clock().create_jump_callback(
@@ -155,6 +182,16 @@ class Vizion3DNode(LifecycleNode):
             ObjectMask3DArray, 'objects', out_qos, event_callbacks=self._publisher_events('objects'))
         self._cloud_pub = self.create_lifecycle_publisher(
             PointCloud2, 'annotated_points', out_qos, event_callbacks=self._publisher_events('annotated_points'))
+        self._markers_pub = self.create_lifecycle_publisher(
+            MarkerArray, 'markers', out_qos, event_callbacks=self._publisher_events('markers'))
+        self._debug_pub = self.create_lifecycle_publisher(
+            Image, 'debug_image', out_qos, event_callbacks=self._publisher_events('debug_image'))
+        if vision_msgs_available():
+            from vision_msgs.msg import Detection3DArray
+            self._detections_pub = self.create_lifecycle_publisher(
+                Detection3DArray, 'detections_3d', out_qos, event_callbacks=self._publisher_events('detections_3d'))
+        self._markers = ObjectMarkers(namespace='vizion3d', lifetime_s=settings.marker_lifetime)
+        self.stats.reset()
         self._sync = ApproximateSynchronizer(3, int(settings.sync_slop * 1e9), settings.sync_queue_size)
         buffer, self._tf_listener = make_tf_listener(self)
         self._frames = CloudToCamera(buffer)
@@ -178,6 +215,8 @@ class Vizion3DNode(LifecycleNode):
         self._class_names = pipeline.backend.class_names
         self._classes_applied = None
         self._reset_stream()
+        # resolved names (remaps, namespace) without the leading '/': diagnostics keys 'input_rate_hz/ns/image'
+        self._input_topics = tuple(self.resolve_topic_name(t).lstrip('/') for t in INPUTS)
         qos = qos_profile_sensor_data
         if s.input_reliability == 'reliable':
             qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -191,9 +230,10 @@ class Vizion3DNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop publishing and processing, unsubscribe, release the model."""
-        ret = super().on_deactivate(state)  # publishers off first: nothing goes out after this
+        """Unsubscribe, finish the frame in progress, release the model, clear the markers, stop publishing."""
         self._stop_processing()
+        self._clear_markers()
+        ret = super().on_deactivate(state)  # publishers off: nothing goes out after this
         self.get_logger().info('deactivated: model released, inputs unsubscribed')
         return ret
 
@@ -219,6 +259,7 @@ class Vizion3DNode(LifecycleNode):
     def release(self) -> None:
         """Free the model, subscriptions, worker and publishers (idempotent)."""
         self._stop_processing()
+        self._clear_markers()
         self._release_configured()
 
     @property
@@ -287,6 +328,7 @@ class Vizion3DNode(LifecycleNode):
             from ..core.segmentation.ultralytics_backend import release_model
             del pipeline
             release_model(self._model_path, self.device)
+            self.model_name = self.device = ''
         self._reset_stream()
 
     def _release_configured(self) -> None:
@@ -294,10 +336,11 @@ class Vizion3DNode(LifecycleNode):
             self._slot.close()
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout=5.0)
-        for pub in (self._objects_pub, self._cloud_pub):
+        for pub in (self._objects_pub, self._cloud_pub, self._markers_pub, self._debug_pub, self._detections_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        self._objects_pub = self._cloud_pub = None
+        self._objects_pub = self._cloud_pub = self._markers_pub = self._debug_pub = self._detections_pub = None
+        self._markers = self._marker_frame = None
         if self._tf_listener is not None and hasattr(self._tf_listener, 'unregister'):
             self._tf_listener.unregister()
         self._tf_listener = None
@@ -305,6 +348,14 @@ class Vizion3DNode(LifecycleNode):
         self._slot = self._worker = None
         with self._sync_lock:
             self._sync = None
+
+    def _clear_markers(self) -> None:
+        if self._markers_pub is None or self._markers is None or self._marker_frame is None:
+            return
+        header = Header(frame_id=self._marker_frame, stamp=self.get_clock().now().to_msg())
+        self._marker_frame = None
+        if self.context.ok():  # not after a signal shut rclpy down: the process is ending anyway
+            self._markers_pub.publish(self._markers.clear(header))
 
     def _reset_stream(self) -> None:
         self._gate.reset()
@@ -319,6 +370,8 @@ class Vizion3DNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f'{p.name} cannot be unset; set it to '
                                            'its default instead')
         problem = check_values({p.name: p.value for p in params if p.name in SPECS}, self._class_names)
+        if problem is None and self._apply_when_validated:
+            self._apply_parameters(params)
         return SetParametersResult(successful=problem is None, reason=problem or '')
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
@@ -330,6 +383,9 @@ class Vizion3DNode(LifecycleNode):
         for name in values:
             self._startup_problems.pop(name, None)
             self.get_logger().info(f'parameter {name} = {values[name]!r} ({SPECS[name].applies})')
+        if 'diagnostics_period' in values:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
         if self._failed_transition and self.settings.autostart and self.state != 'active' \
                 and set(values) & self._retry_on and self._retry_timer is None:
             # not from inside this callback: the parameter service must answer first
@@ -352,8 +408,8 @@ class Vizion3DNode(LifecycleNode):
 
     def _on_incompatible_qos(self, kind: str, topic: str, event) -> None:
         policy = qos_policy_name_from_kind(event.last_policy_kind)
-        self.qos_events[topic] += max(int(event.total_count_change), 1)
         name = self.resolve_topic_name(topic)
+        self.qos_events[name] += max(int(event.total_count_change), 1)
         if kind == 'subscription':
             text = (f'incompatible QoS on subscription {name}: a publisher offers an incompatible {policy} '
                     'policy; no messages from it will arrive')
@@ -362,18 +418,18 @@ class Vizion3DNode(LifecycleNode):
         else:
             text = (f'incompatible QoS on publisher {name}: a subscriber requests an incompatible {policy} '
                     'policy; it will receive nothing')
-        self.get_logger().warning(f'{text} [{self.qos_events[topic]} so far on this topic]')
+        self.get_logger().warning(f'{text} [{self.qos_events[name]} so far on this topic]')
 
     # ------------------------------------------------------------------ executor side (never blocks)
     def _on_input(self, index: int, msg) -> None:
-        self.stats[f'received_{INPUTS[index]}'] += 1
+        now = time.monotonic()
+        self.stats.count_input(self._input_topics[index], now)
         with self._sync_lock:
             if self._sync is None:
                 return
             matched = self._sync.add(index, _stamp_ns(msg.header), msg)
         if matched is not None and self._slot is not None:
-            self.stats['frames_synchronized'] += 1
-            self._slot.put(matched)
+            self._slot.put((*matched, now))
 
     # ------------------------------------------------------------------ worker thread
     def _work(self, slot: LatestSlot) -> None:
@@ -393,7 +449,8 @@ class Vizion3DNode(LifecycleNode):
                 except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
                     self._reject('internal_error', f'{type(exc).__name__}: {exc}')
 
-    def _process(self, pipeline: FramePipeline, image: Image, info: CameraInfo, cloud: PointCloud2) -> None:
+    def _process(self, pipeline: FramePipeline, image: Image, info: CameraInfo, cloud: PointCloud2,
+                 synced_at: float) -> None:
         t0 = time.perf_counter()
         s = self.settings  # one snapshot per frame: parameter changes apply from the next frame
         stamp_ns = _stamp_ns(cloud.header)
@@ -431,13 +488,24 @@ class Vizion3DNode(LifecycleNode):
             colors = recolor(base, [o.point_indices for o in result.objects])
             self._cloud_pub.publish(xyzrgb_to_pointcloud2(xyz, colors, cloud.header, cloud_arrays.width,
                                                           cloud_arrays.height))
+        self._markers.lifetime_s = s.marker_lifetime
+        self._markers_pub.publish(self._markers.update(msg))
+        self._marker_frame = msg.header.frame_id
+        if self._detections_pub is not None:
+            self._detections_pub.publish(to_detection3d_array(msg))
+        if s.publish_debug_image:
+            self._debug_pub.publish(rgb_to_image(render_overlay(rgb, result.objects), image.header))
         self._gate.accept(stamp_ns)
         t3 = time.perf_counter()
-        self.stats['frames_processed'] += 1
-        self.get_logger().debug(
-            f'{len(result.objects)} objects; conversion {(t1 - t0) * 1e3:.1f} ms, inference '
-            f'{result.timings_ms["inference"]:.1f} ms, lifting {result.timings_ms["lifting"]:.1f} ms, '
-            f'publishing {(t3 - t2) * 1e3:.1f} ms')
+        now = time.monotonic()
+        self.stats.count_output(now)
+        timings = {'conversion': (t1 - t0) * 1e3, 'inference': result.timings_ms['inference'],
+                   'lifting': result.timings_ms['lifting'], 'publishing': (t3 - t2) * 1e3,
+                   'end_to_end': (now - synced_at) * 1e3}
+        for stage, ms in timings.items():
+            self.stats.add_latency(stage, ms)
+        self.get_logger().debug(f'{len(result.objects)} objects; ' + ', '.join(
+            f'{stage} {ms:.1f} ms' for stage, ms in timings.items()))
 
     def _cloud_to_camera(self, s: NodeSettings):
         # parsed once per value (validated when set); the cache key is the value's text
@@ -459,14 +527,14 @@ class Vizion3DNode(LifecycleNode):
 
     # ------------------------------------------------------------------ drops and stats
     def _count_drop(self, reason: str, n: int = 1) -> None:
-        self.stats[f'dropped_{reason}'] += n
+        self.stats.count_drop(reason, n)
 
     def _reject(self, reason: str, message: str) -> None:
         # Counted always; logged at most once per `log_interval_s` *per reason*, so a flood of one
         # kind of bad input cannot hide another (rclpy's throttling is per call site, not per reason).
         self._count_drop(reason)
         if self._due(reason):
-            count = self.stats[f'dropped_{reason}']
+            count = self.stats.drops.get(reason, 0)
             self.get_logger().error(f'frame dropped ({reason}, {count} so far): {message}')
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -480,14 +548,30 @@ class Vizion3DNode(LifecycleNode):
             return True
         return False
 
-    def _log_stats(self) -> None:
-        stats = dict(self.stats)
+    def _sync_drop_counters(self) -> None:
+        # the mailbox and the synchroniser count their own drops; copy their totals in
         if self._slot is not None:
-            stats['dropped_superseded'] = self._slot.replaced
+            self.stats.set_drops('superseded', self._slot.replaced)
         if self._sync is not None:
-            stats['dropped_unmatched'] = self._sync.dropped
-        stats['incompatible_qos'] = sum(self.qos_events.values())
-        self.get_logger().info(f'stats ({self.state}): ' + ', '.join(f'{k}={v}' for k, v in sorted(stats.items())))
+            self.stats.set_drops('unmatched', self._sync.dropped)
+
+    def _log_stats(self) -> None:
+        self._sync_drop_counters()
+        now = time.monotonic()
+        items = [('frames_processed', self.stats.frames_processed)]
+        items += [(f'{k}_hz', f'{v:.2f}') for k, v in sorted(self.stats.rates(now).items())]
+        items += [(f'dropped/{k}', v) for k, v in sorted(self.stats.drops.items())]
+        items.append(('incompatible_qos', sum(self.qos_events.values())))
+        self.get_logger().info(f'stats ({self.state}): ' + ', '.join(f'{k}={v}' for k, v in items))
+
+    def _publish_diagnostics(self) -> None:
+        self._sync_drop_counters()
+        arr = to_diagnostic_array(self.stats, time.monotonic(), self.get_clock().now().to_msg(),
+                                  self.get_fully_qualified_name(), self.state, self.model_name or '(none loaded)',
+                                  self.device or self.settings.device, error=self.error)
+        arr.status[0].values.extend(KeyValue(key=f'incompatible_qos/{topic.lstrip("/")}', value=str(n))
+                                    for topic, n in sorted(self.qos_events.items()))
+        self._diag_pub.publish(arr)
 
     def destroy_node(self) -> None:
         """Release everything before the node's handles go away."""

@@ -23,8 +23,9 @@ INPUT_RELIABILITY = ('best_effort', 'reliable')
 INTRINSICS_SOURCES = ('auto', 'K', 'P')
 
 #: When a changed value is used (appended to each description, and used to decide what a change needs).
-FRAME, ACTIVATE, CONFIGURE, STARTUP = 'frame', 'activate', 'configure', 'startup'
+NOW, FRAME, ACTIVATE, CONFIGURE, STARTUP = 'now', 'frame', 'activate', 'configure', 'startup'
 _APPLIES_TEXT = {
+    NOW: 'Changes apply at once.',
     FRAME: 'Changes apply to the next frame.',
     ACTIVATE: 'Changes take effect at the next activation (deactivate + activate).',
     CONFIGURE: 'Changes take effect at the next configure (deactivate, cleanup, configure, activate).',
@@ -58,6 +59,9 @@ class NodeSettings:
     max_frame_age: float = 0.0
     publish_annotated_cloud: bool = True
     publish_object_clouds: bool = False
+    publish_debug_image: bool = False
+    marker_lifetime: float = 1.0
+    diagnostics_period: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,12 @@ SPECS: dict[str, ParamSpec] = {
     'publish_annotated_cloud': ParamSpec('Publish annotated_points (the input cloud recoloured by object).',
                                          FRAME),
     'publish_object_clouds': ParamSpec('Fill ObjectMask3D.object_cloud with each object\'s points.', FRAME),
+    'publish_debug_image': ParamSpec('Publish debug_image (sensor_msgs/Image rgb8): the camera image with each '
+                                     'object\'s mask, box and label drawn in its annotated-cloud colour.', FRAME),
+    'marker_lifetime': ParamSpec('Lifetime (seconds) of the RViz box and label markers on `markers`; 0 = until '
+                                 'replaced or deleted.', FRAME, bounds=(0.0, 3600.0)),
+    'diagnostics_period': ParamSpec('Seconds between pipeline status reports on /diagnostics (state, model, '
+                                    'rates, drops per reason, latencies).', NOW, bounds=(0.1, 60.0)),
 }
 
 #: Parameters a failed activation (resp. configuration) may be waiting for.
