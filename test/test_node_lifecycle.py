@@ -374,3 +374,36 @@ def test_stale_frames_are_dropped_against_the_node_clock(rt, rt_node, tum):
     fresh.stamp = client.node.get_clock().now().to_msg()
     objects, _ = client.result(client.send(image, info, cloud, header=fresh))
     assert _labels(objects).count('chair') >= 2
+
+
+# ----------------------------------------------------------------------------- in-process: memory
+
+def test_deactivate_frees_the_model_and_cleanup_stops_the_worker(ros, model_pt):
+    import gc
+    import weakref
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from vizion3d_ros.ros.node import Vizion3DNode
+
+    ok = TransitionCallbackReturn.SUCCESS
+    node = Vizion3DNode(namespace='/inproc', parameter_overrides=[
+        Parameter('model', value=str(model_pt)), Parameter('device', value='cpu'),
+        Parameter('autostart', value=False), Parameter('warmup', value=False)])
+    try:
+        node.start()  # autostart off: nothing happens
+        assert node.state == 'unconfigured'
+        assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        worker = node._worker
+        model = weakref.ref(node._pipeline.backend.model)
+        assert model() is not None and worker.is_alive()
+        assert node.trigger_deactivate() == ok
+        gc.collect()
+        assert model() is None, 'the model is still referenced after deactivate'
+        assert node.trigger_activate() == ok, 'a second activation loads the model again'
+        assert node._pipeline is not None and node.trigger_deactivate() == ok
+        assert node.trigger_cleanup() == ok and node.state == 'unconfigured'
+        assert not worker.is_alive() and node._objects_pub is None
+    finally:
+        node.destroy_node()
