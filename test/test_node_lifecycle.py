@@ -385,9 +385,11 @@ def test_deactivate_frees_the_model_and_cleanup_stops_the_worker(ros, model_pt):
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
+    from vizion3d_ros.core.segmentation.ultralytics_backend import release_model
     from vizion3d_ros.ros.node import Vizion3DNode
 
     ok = TransitionCallbackReturn.SUCCESS
+    release_model(model_pt)  # other tests in this process may share the cached model: load a fresh one
     node = Vizion3DNode(namespace='/inproc', parameter_overrides=[
         Parameter('model', value=str(model_pt)), Parameter('device', value='cpu'),
         Parameter('autostart', value=False), Parameter('warmup', value=False)])

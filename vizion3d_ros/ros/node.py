@@ -216,7 +216,7 @@ class Vizion3DNode(LifecycleNode):
         self._classes_applied = None
         self._reset_stream()
         # resolved names (remaps, namespace) without the leading '/': diagnostics keys 'input_rate_hz/ns/image'
-        self._input_topics = tuple(self.resolve_topic_name(t).lstrip('/') for t in INPUTS)
+        self._input_topics = tuple(self._topic_name(t).lstrip('/') for t in INPUTS)
         qos = qos_profile_sensor_data
         if s.input_reliability == 'reliable':
             qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -406,9 +406,15 @@ class Vizion3DNode(LifecycleNode):
         return PublisherEventCallbacks(
             incompatible_qos=lambda e: self._on_incompatible_qos('publisher', topic, e))
 
+    def _topic_name(self, topic: str) -> str:
+        """Fully qualified (remapped) name of a relative topic."""
+        if hasattr(self, 'resolve_topic_name'):
+            return self.resolve_topic_name(topic)
+        return f'{self.get_namespace().rstrip("/")}/{topic}'  # older rclpy: no remapping shown
+
     def _on_incompatible_qos(self, kind: str, topic: str, event) -> None:
         policy = qos_policy_name_from_kind(event.last_policy_kind)
-        name = self.resolve_topic_name(topic)
+        name = self._topic_name(topic)
         self.qos_events[name] += max(int(event.total_count_change), 1)
         if kind == 'subscription':
             text = (f'incompatible QoS on subscription {name}: a publisher offers an incompatible {policy} '
