@@ -264,9 +264,10 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
     spread = np.full(k, np.nan)
     for i in np.flatnonzero(member.any(axis=1)):  # only instances that share pixels
         y0, y1, x0, x1 = slices[i]
-        sel = (lab[y0:y1, x0:x1] == i + 1) & (count[y0:y1, x0:x1] == 1)
-        z = zs[y0:y1, x0:x1][sel]
-        z = z[::max(1, z.size // 512)]  # a few hundred pixels are plenty for a median
+        # a few hundred pixels are plenty for a median: every 2nd row and column, then evenly strided
+        sel = (lab[y0:y1:2, x0:x1:2] == i + 1) & (count[y0:y1:2, x0:x1:2] == 1)
+        z = zs[y0:y1:2, x0:x1:2][sel]
+        z = z[::max(1, z.size // 512)]
         z = z[np.isfinite(z)]
         if z.size:
             med[i] = quantile(z, 0.5)
