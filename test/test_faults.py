@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import rclpy
+from conftest import TUM
 from diag_listener import ERROR, DiagnosticsListener, PipelineStatus
 from fastdds_profile import short_heartbeat
 from hostile_inputs import ValidFrame, load_valid_frame
@@ -30,8 +31,9 @@ def ros(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def valid(tum_frame) -> ValidFrame:
-    from conftest import TUM
+def valid() -> ValidFrame:
+    if not TUM.exists():
+        pytest.fail(f'{TUM} is missing: the test data lives in ../shared beside the repository')
     return load_valid_frame(TUM)
 
 
