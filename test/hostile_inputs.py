@@ -9,7 +9,6 @@ the depth is missing). Every :class:`HostileInput` changes one thing about it.
 (a key of :data:`vizion3d_ros.ros.drops.DROP_REASONS`, as reported in ``/diagnostics`` as
 ``dropped/<key>`` and logged as ``frame dropped (<key>, ...)``), or :data:`ACCEPTED` it (process it
 and publish a result with its stamp). A set means any of its outcomes is right.
-:data:`KNOWN_GAPS` lists the inputs whose expected drop the node does not make yet, and why.
 
 Used by ``test_bad_input.py``; importable on its own (``python test/hostile_inputs.py`` prints the table).
 """
@@ -94,14 +93,6 @@ EXPECTED: dict[str, str | frozenset[str]] = {
 }
 
 #: Inputs whose expected drop the node does not make yet: name -> what is missing.
-KNOWN_GAPS: dict[str, str] = {
-    'cloud_xyz_fields_overlap': 'pointcloud2_to_arrays does not check that the x, y and z fields do not '
-                                'overlap: x, y and z all read the same 4 bytes and the frame is processed',
-    'cloud_data_longer_than_declared': 'pointcloud2_to_arrays only checks that data is long enough; data '
-                                       'longer than row_step * height is read without complaint',
-    'cloud_empty_0x0': 'an empty cloud (width * height = 0) is processed as a valid cloud without points',
-    'cloud_width_zero': 'an empty cloud (width * height = 0) is processed as a valid cloud without points',
-}
 
 
 @dataclass(repr=False)
@@ -133,7 +124,6 @@ class HostileInput:
     stamp: str = NEXT
     #: The cloud's stamp minus the image's (seconds); beyond sync_slop the three never match.
     cloud_stamp_offset_s: float = 0.0
-    note: str = field(default='', repr=False)
 
     @property
     def accepted(self) -> bool:
@@ -314,7 +304,7 @@ def catalogue(valid: ValidFrame, names: list[str] | None = None) -> list[Hostile
     for name in names or list(EXPECTED):
         expected = EXPECTED[name]
         expected = frozenset({expected}) if isinstance(expected, str) else frozenset(expected)
-        out.append(HostileInput(name=name, expected=expected, note=KNOWN_GAPS.get(name, ''), **builders[name]()))
+        out.append(HostileInput(name=name, expected=expected, **builders[name]()))
     return out
 
 
@@ -325,11 +315,11 @@ def flood_input(valid: ValidFrame) -> HostileInput:
 
 
 def markdown_table() -> str:
-    """The :data:`EXPECTED` table as markdown (name, expected outcome, known gap)."""
-    lines = ['| input | expected | known gap |', '|---|---|---|']
+    """The :data:`EXPECTED` table as markdown (name, expected outcome)."""
+    lines = ['| input | expected |', '|---|---|']
     for name, exp in EXPECTED.items():
         exp = ' or '.join(sorted(exp)) if not isinstance(exp, str) else exp
-        lines.append(f'| `{name}` | {exp} | {KNOWN_GAPS.get(name, "")} |')
+        lines.append(f'| `{name}` | {exp} |')
     return '\n'.join(lines)
 
 

@@ -122,8 +122,20 @@ def test_cloud_without_colour_and_empty_cloud(rng):
     arr = pointcloud2_to_arrays(cloud_with_layout(xyz, 12, (0, 4, 8)))
     assert arr.rgb is None and not arr.organized
     np.testing.assert_array_equal(arr.xyz, xyz)
-    empty = pointcloud2_to_arrays(xyzrgb_to_pointcloud2(np.zeros((0, 3)), np.zeros((0, 3), np.uint8)))
-    assert empty.xyz.shape == (0, 3)
+    with pytest.raises(MessageFormatError, match=r'empty \(0x1 points\)'):
+        pointcloud2_to_arrays(xyzrgb_to_pointcloud2(np.zeros((0, 3)), np.zeros((0, 3), np.uint8)))
+
+
+def test_overlapping_fields_and_surplus_data_are_rejected(rng):
+    xyz = rng.normal(size=(4, 3)).astype(np.float32)
+    with pytest.raises(MessageFormatError, match="'y' \\(offset 2\\) and 'z' \\(offset 4\\) overlap"):
+        pointcloud2_to_arrays(cloud_with_layout(xyz, 16, (8, 2, 4)))
+    with pytest.raises(MessageFormatError, match="'x' .* and 'rgb' .* overlap"):
+        pointcloud2_to_arrays(cloud_with_layout(xyz, 16, (12, 0, 4), rgb=np.zeros((4, 3), np.uint8)))
+    msg = cloud_with_layout(xyz, 12, (0, 4, 8))
+    msg.data = bytes(msg.data) + b'\0' * 12
+    with pytest.raises(MessageFormatError, match='more than row_step\\*height = 48'):
+        pointcloud2_to_arrays(msg)
 
 
 @pytest.mark.parametrize('break_it, reason', [

@@ -164,10 +164,6 @@ def test_processing_resumes_after_the_publishers_restart(restart_node, valid):
         again.close()
 
 
-@pytest.mark.xfail(strict=True, reason='the node keeps the newest processed stamp until it is deactivated (or the '
-                                       'ROS clock jumps back under use_sim_time): a source that restarts with '
-                                       'earlier stamps, e.g. a bag played again without use_sim_time, is dropped '
-                                       'as out_of_order for good')
 def test_a_source_restarting_with_earlier_stamps_is_processed(restart_node, valid):
     client = Client('rewind_client', namespace='/fault_restart')
     try:
@@ -184,5 +180,6 @@ def test_a_source_restarting_with_earlier_stamps_is_processed(restart_node, vali
         dropped = re.compile(r'frame dropped \(out_of_order')
         assert replay.spin_until(lambda: key in replay.objects or dropped.search(restart_node.log()), 120)
         assert key in replay.objects, 'the replayed frame was dropped as out_of_order'
+        restart_node.wait_for_log(r'stamps went back 5000000\.0 s')
     finally:
         replay.close()

@@ -24,6 +24,17 @@ def test_out_of_order_frames_are_rejected_after_a_processed_one():
     gate.check(1 * S, 0, 0.0)
 
 
+def test_a_stream_that_starts_over_is_followed_not_dropped():
+    gate = StampGate(rewind_s=5.0)
+    gate.accept(1000 * S)
+    with pytest.raises(FrameRejectedError):
+        gate.check(996 * S, 0, 0.0)  # 4 s late: out of order
+    assert gate.check(994 * S, 0, 0.0) is True  # 6 s back: the source restarted
+    assert gate.last_ns is None
+    gate.accept(994 * S)
+    assert gate.check(995 * S, 0, 0.0) is False
+
+
 def test_stale_frames_against_the_clock():
     gate = StampGate()
     gate.check(100 * S, 105 * S, 10.0)

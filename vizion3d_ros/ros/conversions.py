@@ -133,9 +133,16 @@ def pointcloud2_to_arrays(msg: PointCloud2) -> CloudArrays:
         if f.offset + size > ps and f.name in ('x', 'y', 'z', color_name):
             raise MessageFormatError(f'field {f.name!r} (offset {f.offset}, {size} bytes) does not fit in '
                                      f'point_step {ps}')
+    used = [('x', fields['x'].offset, 4), ('y', fields['y'].offset, 4), ('z', fields['z'].offset, 4)]
+    if color_name:
+        used.append((color_name, fields[color_name].offset, 4))
+    for a, (name_a, off_a, size_a) in enumerate(used):
+        for name_b, off_b, size_b in used[a + 1:]:
+            if off_a < off_b + size_b and off_b < off_a + size_a:
+                raise MessageFormatError(f'point cloud fields {name_a!r} (offset {off_a}) and {name_b!r} '
+                                         f'(offset {off_b}) overlap')
     if n == 0:
-        return CloudArrays(np.zeros((0, 3), np.float32), None if color_name is None else np.zeros((0, 3), np.uint8),
-                           w, h)
+        raise MessageFormatError(f'point cloud is empty ({w}x{h} points)')
     if h > 1 or rs:
         if rs < w * ps:
             raise MessageFormatError(f'row_step {rs} is smaller than width*point_step = {w * ps}')
@@ -146,6 +153,9 @@ def pointcloud2_to_arrays(msg: PointCloud2) -> CloudArrays:
     if buf.size < needed:
         raise MessageFormatError(f'point cloud data has {buf.size} bytes but {w}x{h} points with '
                                  f'point_step {ps} and row_step {rs} need {needed}')
+    if buf.size > rs * h:
+        raise MessageFormatError(f'point cloud data has {buf.size} bytes, more than row_step*height = {rs * h}: '
+                                 'the layout fields do not describe the data')
     end = '>' if msg.is_bigendian else '<'
     names = ['x', 'y', 'z']
     formats = [end + 'f4'] * 3

@@ -15,7 +15,8 @@ DROP_REASONS: dict[str, str] = {
     'frame_mismatch': "the cloud's frame differs from the image's and neither cloud_to_camera nor TF "
                       '(tf2_ros) is available',
     'tf_unavailable': 'no cloud->camera transform in TF at the cloud\'s stamp within tf_timeout',
-    'out_of_order': 'the frame is older than the last processed frame',
+    'out_of_order': 'the frame is older than the last processed frame (by up to 5 s; further back is a restarted '
+                    'source, which the node follows)',
     'stale': 'the frame is older than max_frame_age against the node\'s clock',
     'model_unavailable': 'no model is loaded (the node is not active)',
     'inactive': 'the frame was waiting when the node was deactivated',

@@ -80,7 +80,7 @@ from .params import (
     settings_from_values,
     validate_settings,
 )
-from .stamps import StampGate
+from .stamps import REWIND_S, StampGate
 from .sync import ApproximateSynchronizer
 
 try:
@@ -460,7 +460,11 @@ class Vizion3DNode(LifecycleNode):
         t0 = time.perf_counter()
         s = self.settings  # one snapshot per frame: parameter changes apply from the next frame
         stamp_ns = _stamp_ns(cloud.header)
-        self._gate.check(stamp_ns, self.get_clock().now().nanoseconds, s.max_frame_age)
+        last = self._gate.last_ns
+        if self._gate.check(stamp_ns, self.get_clock().now().nanoseconds, s.max_frame_age):
+            self.get_logger().warning(
+                f'stamps went back {(last - stamp_ns) / 1e9:.1f} s (more than {REWIND_S:g} s): the source '
+                'restarted or a recording plays again; processing its frames from here on')
         try:
             rgb = image_to_rgb(image)
         except MessageFormatError as exc:
