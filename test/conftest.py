@@ -47,6 +47,46 @@ def tum_segmentation(tum_frame, model_pt):
     return UltralyticsBackend(model_pt, device='cpu').segment(tum_frame.color)
 
 
+@pytest.fixture(scope='module')
+def ros(request, tmp_path_factory):
+    """rclpy initialised for one test module.
+
+    A module that sets ``DDS_SHORT_HEARTBEAT = True`` gets Fast DDS's 0.2 s heartbeat (see
+    fastdds_profile.py): many large reliable messages one after the other.
+    """
+    import rclpy
+    from fastdds_profile import short_heartbeat
+
+    if getattr(request.module, 'DDS_SHORT_HEARTBEAT', False):
+        with short_heartbeat(tmp_path_factory.mktemp('fastdds')):
+            rclpy.init()
+            yield
+            rclpy.shutdown()
+    else:
+        rclpy.init()
+        yield
+        rclpy.shutdown()
+
+
+@pytest.fixture(scope='module')
+def tum_msgs(tum_frame):
+    """The TUM frame as ROS messages: image, camera_info, organised XYZRGB cloud, and its optical-frame xyz."""
+    from vizion3d_ros.core.rgbd import depth_to_points_optical
+    from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
+    from vizion3d_ros.tools.player import camera_info_msg
+
+    xyz = depth_to_points_optical(tum_frame.depth, tum_frame.camera)
+    cloud = xyzrgb_to_pointcloud2(xyz, tum_frame.color.reshape(-1, 3), width=640, height=480)
+    return rgb_to_image(tum_frame.color), camera_info_msg(tum_frame, None), cloud, xyz
+
+
+@pytest.fixture(scope='module')
+def valid():
+    """The frame the hostile inputs derive from (hostile_inputs.ValidFrame)."""
+    from hostile_inputs import load_valid_frame
+    return load_valid_frame(_require(TUM))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

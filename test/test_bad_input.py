@@ -25,11 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
-from conftest import TUM
 from diag_listener import DiagnosticsListener, PipelineStatus
-from fastdds_profile import short_heartbeat
 from hostile_inputs import (
     ACCEPTED,
     BEFORE_LAST_PROCESSED,
@@ -37,13 +34,13 @@ from hostile_inputs import (
     ValidFrame,
     catalogue,
     flood_input,
-    load_valid_frame,
 )
 from std_msgs.msg import Header
 
 from node_harness import Client, NodeProcess, stamp_ns
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
+DDS_SHORT_HEARTBEAT = True  # see conftest.ros
 
 NAMESPACE = '/hostile'
 FLOOD = 20
@@ -53,21 +50,6 @@ ROUTINE = frozenset({'superseded', 'unmatched'})
 MAX_PEAK_RSS_MB = 4096
 #: Outcome of an input that /diagnostics did not account for (a node that lost it, or a test bug).
 LOST = 'lost'
-
-
-@pytest.fixture(scope='module')
-def ros(tmp_path_factory):
-    with short_heartbeat(tmp_path_factory.mktemp('fastdds')):
-        rclpy.init()
-        yield
-        rclpy.shutdown()
-
-
-@pytest.fixture(scope='module')
-def valid() -> ValidFrame:
-    if not TUM.exists():
-        pytest.fail(f'{TUM} is missing: the test data lives in ../shared beside the repository')
-    return load_valid_frame(TUM)
 
 
 def _time(ns: int) -> Time:

@@ -11,30 +11,14 @@ import re
 
 import numpy as np
 import pytest
-import rclpy
-from conftest import TUM
 from diag_listener import ERROR, DiagnosticsListener, PipelineStatus
-from fastdds_profile import short_heartbeat
-from hostile_inputs import ValidFrame, load_valid_frame
+from hostile_inputs import ValidFrame
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from node_harness import RELIABLE, Client, Lifecycle, NodeProcess, stamp_ns
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
-
-@pytest.fixture(scope='module')
-def ros(tmp_path_factory):
-    with short_heartbeat(tmp_path_factory.mktemp('fastdds')):
-        rclpy.init()
-        yield
-        rclpy.shutdown()
-
-
-@pytest.fixture(scope='module')
-def valid() -> ValidFrame:
-    if not TUM.exists():
-        pytest.fail(f'{TUM} is missing: the test data lives in ../shared beside the repository')
-    return load_valid_frame(TUM)
+DDS_SHORT_HEARTBEAT = True  # see conftest.ros
 
 
 def _start(tmp_path_factory, namespace: str, **params) -> NodeProcess:

@@ -5,29 +5,13 @@ import copy
 
 import numpy as np
 import pytest
-import rclpy
 
-from vizion3d_ros.core.rgbd import depth_to_points_optical
-from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, rgb_to_image, xyzrgb_to_pointcloud2
+from vizion3d_ros.ros.conversions import pointcloud2_to_arrays
 from vizion3d_ros.tools.player import camera_info_msg
 
 from node_harness import Client, NodeProcess, full_mask
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope='module')
-def tum_msgs(tum_frame):
-    xyz = depth_to_points_optical(tum_frame.depth, tum_frame.camera)
-    cloud = xyzrgb_to_pointcloud2(xyz, tum_frame.color.reshape(-1, 3), width=640, height=480)
-    return rgb_to_image(tum_frame.color), cloud, xyz
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +33,7 @@ def client(node):
 
 
 def test_tum_frame_end_to_end(client, node, tum_frame, tum_msgs):
-    image, cloud, xyz = tum_msgs
+    image, _, cloud, xyz = tum_msgs
     header = client.send(image, camera_info_msg(tum_frame, None), cloud)
     objects, annotated = client.result(header)
 
@@ -95,7 +79,7 @@ def test_tum_frame_end_to_end(client, node, tum_frame, tum_msgs):
 
 
 def test_bad_frames_are_dropped_with_reasons_and_the_next_frame_is_served(client, node, tum_frame, tum_msgs):
-    image, cloud, xyz = tum_msgs
+    image, _, cloud, xyz = tum_msgs
     info = camera_info_msg(tum_frame, None)
 
     truncated = copy.deepcopy(cloud)
@@ -134,7 +118,7 @@ def test_bad_frames_are_dropped_with_reasons_and_the_next_frame_is_served(client
 
 
 def test_frames_older_than_the_last_processed_one_are_dropped_as_out_of_order(client, node, tum_frame, tum_msgs):
-    image, cloud, _ = tum_msgs
+    image, _, cloud, _ = tum_msgs
     info = camera_info_msg(tum_frame, None)
     processed = client.send(image, info, cloud)
     client.result(processed)

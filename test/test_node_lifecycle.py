@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from visualization_msgs.msg import Marker
 
-from vizion3d_ros.core.rgbd import depth_to_points_optical
 from vizion3d_ros.msg import ObjectMask3DArray
-from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
+from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
 from vizion3d_ros.tools.player import camera_info_msg
 
 from node_harness import Client, Lifecycle, NodeProcess, full_mask, stamp_ns, values
@@ -27,20 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.model]
 LIDAR_R = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # camera <- lidar rotation
 LIDAR_T = np.array([0.5, -0.25, 0.125])
 LIDAR_EXTRINSIC = [0.5, -0.25, 0.125, 0.5, -0.5, 0.5, 0.5]  # x y z qx qy qz qw of LIDAR_R, LIDAR_T
-
-
-@pytest.fixture(scope='module')
-def ros():
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope='module')
-def tum(tum_frame):
-    xyz = depth_to_points_optical(tum_frame.depth, tum_frame.camera)
-    cloud = xyzrgb_to_pointcloud2(xyz, tum_frame.color.reshape(-1, 3), width=640, height=480)
-    return rgb_to_image(tum_frame.color), camera_info_msg(tum_frame, None), cloud, xyz
 
 
 def _start(tmp_path_factory, namespace: str, **params) -> NodeProcess:
@@ -59,8 +43,8 @@ def _labels(objects: ObjectMask3DArray) -> list[str]:
 
 # ----------------------------------------------------------------------------- transitions
 
-def test_lifecycle_transitions_over_change_state(ros, tmp_path_factory, model_pt, tum):
-    image, info, cloud, _ = tum
+def test_lifecycle_transitions_over_change_state(ros, tmp_path_factory, model_pt, tum_msgs):
+    image, info, cloud, _ = tum_msgs
     proc = _start(tmp_path_factory, '/lc', model=str(model_pt), autostart='false')
     client = Client('lc_client', namespace='/lc')
     lc = Lifecycle(client)
@@ -123,8 +107,8 @@ def test_lifecycle_transitions_over_change_state(ros, tmp_path_factory, model_pt
 # ----------------------------------------------------------------------------- models
 
 def test_missing_model_leaves_the_node_inactive_and_a_good_model_recovers_it(ros, tmp_path, tmp_path_factory,
-                                                                             model_pt, tum):
-    image, info, cloud, _ = tum
+                                                                             model_pt, tum_msgs):
+    image, info, cloud, _ = tum_msgs
     missing = tmp_path / 'no_such_model.pt'
     proc = _start(tmp_path_factory, '/nomodel', model=str(missing))
     client = Client('nomodel_client', namespace='/nomodel')
@@ -149,8 +133,8 @@ def test_missing_model_leaves_the_node_inactive_and_a_good_model_recovers_it(ros
         _stop(proc)
 
 
-def test_corrupt_model_fails_activation_and_change_state_recovers(ros, tmp_path, tmp_path_factory, model_pt, tum):
-    image, info, cloud, _ = tum
+def test_corrupt_model_fails_activation_and_change_state_recovers(ros, tmp_path, tmp_path_factory, model_pt, tum_msgs):
+    image, info, cloud, _ = tum_msgs
     corrupt = tmp_path / 'corrupt.pt'
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     proc = _start(tmp_path_factory, '/corrupt', model=str(corrupt), autostart='false')
@@ -211,9 +195,9 @@ def test_bad_parameter_values_are_rejected_with_a_reason(rt, params, reason):
     assert re.search(reason, result.reason), result.reason
 
 
-def test_runtime_parameters_apply_to_the_next_frame(rt, rt_node, tum):
+def test_runtime_parameters_apply_to_the_next_frame(rt, rt_node, tum_msgs):
     client, lc = rt
-    image, info, cloud, _ = tum
+    image, info, cloud, _ = tum_msgs
     assert _labels(client.result(client.send(image, info, cloud))[0]).count('chair') >= 2
     try:
         assert [r.successful for r in lc.set(conf_threshold=0.95)] == [True]
@@ -230,9 +214,9 @@ def test_runtime_parameters_apply_to_the_next_frame(rt, rt_node, tum):
     assert len(set(_labels(objects))) > 1
 
 
-def test_a_cloud_in_another_frame_is_moved_with_cloud_to_camera(rt, rt_node, tum):
+def test_a_cloud_in_another_frame_is_moved_with_cloud_to_camera(rt, rt_node, tum_msgs):
     client, lc = rt
-    image, info, cloud, xyz = tum
+    image, info, cloud, xyz = tum_msgs
     # the same points expressed in the lidar frame: p_lidar = R^T (p_camera - t)
     xyz_lidar = ((xyz.astype(np.float64) - LIDAR_T) @ LIDAR_R).astype(np.float32)
     lidar_cloud = xyzrgb_to_pointcloud2(xyz_lidar, np.asarray(cloud_rgb(cloud)), width=640, height=480)
@@ -282,9 +266,9 @@ def cloud_rgb(cloud):
     return pointcloud2_to_arrays(cloud).rgb
 
 
-def test_intrinsics_from_p_binning_and_size_checks(rt, rt_node, tum, tum_frame):
+def test_intrinsics_from_p_binning_and_size_checks(rt, rt_node, tum_msgs, tum_frame):
     client, _ = rt
-    image, info, cloud, _ = tum
+    image, info, cloud, _ = tum_msgs
     # a 2x-binned camera_info (sensor 1280x960) describes the 640x480 image exactly
     binned = camera_info_msg(tum_frame, None)
     binned.width, binned.height, binned.binning_x, binned.binning_y = 1280, 960, 2, 2
@@ -309,9 +293,9 @@ def test_intrinsics_from_p_binning_and_size_checks(rt, rt_node, tum, tum_frame):
     rt_node.wait_for_log(r'frame dropped \(bad_camera_info.*K is not a valid camera matrix')
 
 
-def test_debug_image_and_pipeline_diagnostics(rt, rt_node, tum, tum_frame):
+def test_debug_image_and_pipeline_diagnostics(rt, rt_node, tum_msgs, tum_frame):
     client, lc = rt
-    image, info, cloud, _ = tum
+    image, info, cloud, _ = tum_msgs
     before = client.send(image, info, cloud)
     client.result(before)
     assert [r.successful for r in lc.set(publish_debug_image=True)] == [True]
@@ -362,11 +346,11 @@ def test_incompatible_qos_is_logged_for_subscriptions_and_publishers(rt, rt_node
         client.node.destroy_subscription(latched)
 
 
-def test_stale_frames_are_dropped_against_the_node_clock(rt, rt_node, tum):
+def test_stale_frames_are_dropped_against_the_node_clock(rt, rt_node, tum_msgs):
     # last in this module: it processes a frame stamped now, after which the harness's synthetic
     # (1970) stamps would be out of order
     client, lc = rt
-    image, info, cloud, _ = tum
+    image, info, cloud, _ = tum_msgs
     assert [r.successful for r in lc.set(max_frame_age=30.0)] == [True]
     client.send(image, info, cloud)  # stamped in 1970
     rt_node.wait_for_log(r'frame dropped \(stale.*max_frame_age 30 s')
