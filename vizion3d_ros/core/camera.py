@@ -1,7 +1,7 @@
 """Pinhole camera model and projection of OpenGL-space points to pixels."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -56,10 +56,13 @@ class Projection:
     v: np.ndarray
     depth: np.ndarray
     width: int = 0
+    known_indices: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def indices(self) -> np.ndarray:
         """Indices (into the projected array) of the valid points (computed once)."""
+        if self.known_indices is not None:
+            return self.known_indices
         return np.arange(self.valid.size) if self.all_valid else np.flatnonzero(self.valid)
 
     @cached_property
@@ -105,6 +108,9 @@ def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float =
         valid &= uf < cam.width
         valid &= vf >= 0
         valid &= vf < cam.height
+    idx = None
     if not valid.all():
-        uf, vf, depth = uf[valid], vf[valid], depth[valid]
-    return Projection(valid=valid, u=uf.astype(np.int32), v=vf.astype(np.int32), depth=depth, width=cam.width)
+        idx = np.flatnonzero(valid)  # one pass to find them, then gathers (cheaper than three boolean masks)
+        uf, vf, depth = uf[idx], vf[idx], depth[idx]
+    return Projection(valid=valid, u=uf.astype(np.int32), v=vf.astype(np.int32), depth=depth, width=cam.width,
+                      known_indices=idx)

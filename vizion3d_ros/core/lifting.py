@@ -127,13 +127,13 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
     if k == 0:
         return []
     scores = np.asarray(scores, dtype=np.float64)
-    if boxes is None:
-        boxes = mask_boxes(masks)
     proj = projection if projection is not None else project_gl(points_gl, cam)
     point_ids = proj.indices
     if cfg.mode == 'naive':
         flat = _pixels(proj, cam)
         return [point_ids[masks[i].reshape(-1)[flat]].astype(np.uint32) for i in range(k)]
+    if boxes is None:
+        boxes = mask_boxes(masks)
     labels = label_image(masks, scores, boxes)
     if cfg.mode == 'exclusive':
         return group_by_label(point_ids, labels.reshape(-1)[_pixels(proj, cam)], k)
