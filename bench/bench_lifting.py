@@ -173,7 +173,7 @@ def _digest(groups: list[np.ndarray]) -> str:
 def time_case(case: Case, repeats: int, warmup: int, budget_s: float) -> dict:
     """Time every mode on ``case``, interleaved; stop early (at least 5 runs) past ``budget_s``."""
     proj = project_gl(case.points, case.cam)  # only to describe the case, never passed to lift_masks
-    pix = proj.v.astype(np.int64) * case.cam.width + proj.u
+    pix = proj.pixels
     splat = depth_map(pix, proj.depth, case.cam.height, case.cam.width).splat_radius
     times: dict[str, list[float]] = {m: [] for m in MODES}
     results: dict[str, list[np.ndarray]] = {}

@@ -52,13 +52,13 @@ def test_from_matrix_and_validation():
             PinholeIntrinsics(**args)
 
 
-def test_projection_caches_indices_and_flat_pixels():
+def test_projection_gives_indices_and_flat_pixels():
     cam = PinholeIntrinsics(fx=100.0, fy=100.0, cx=20.0, cy=15.0, width=40, height=30)
     pts = np.array([[0.0, 0.0, -1.0], [np.nan, 0.0, -1.0], [0.1, 0.05, -1.0], [0.0, 0.0, 1.0]], np.float32)
     proj = project_gl(pts, cam)
     assert not proj.all_valid
     np.testing.assert_array_equal(proj.indices, [0, 2])
-    assert proj.indices is proj.indices  # computed once
+    assert proj.indices is proj.indices  # a field, never recomputed
     np.testing.assert_array_equal(proj.pixels, proj.v.astype(np.int64) * cam.width + proj.u)
     full = project_gl(pts[[0, 2]], cam)
     assert full.all_valid

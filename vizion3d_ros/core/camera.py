@@ -1,8 +1,7 @@
 """Pinhole camera model and projection of OpenGL-space points to pixels."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,38 +46,22 @@ class PinholeIntrinsics:
 class Projection:
     """Pixels of projected points: ``valid`` marks points in front of the camera and inside the image.
 
-    ``u``/``v`` (column/row) and ``depth`` (metres along the viewing axis) are given for valid points
-    only, in the order of ``np.flatnonzero(valid)``; ``width`` is the image's, for flat pixel indices.
+    ``u``/``v`` (column/row), ``pixels`` (flat index ``v * width + u``, int64) and ``depth`` (metres
+    along the viewing axis) are given for valid points only, in the order of ``indices``
+    (``np.flatnonzero(valid)``, the valid points' indices into the projected array).
     """
 
     valid: np.ndarray
     u: np.ndarray
     v: np.ndarray
     depth: np.ndarray
-    width: int = 0
-    known_indices: np.ndarray | None = field(default=None, repr=False, compare=False)
+    indices: np.ndarray
+    pixels: np.ndarray
 
-    @cached_property
-    def indices(self) -> np.ndarray:
-        """Indices (into the projected array) of the valid points (computed once)."""
-        if self.known_indices is not None:
-            return self.known_indices
-        return np.arange(self.valid.size) if self.all_valid else np.flatnonzero(self.valid)
-
-    @cached_property
+    @property
     def all_valid(self) -> bool:
         """Every point projects into the image (then ``indices`` is simply ``0..N-1``)."""
-        return bool(self.valid.all())
-
-    @cached_property
-    def pixels(self) -> np.ndarray:
-        """Flat pixel index ``v * width + u`` of each valid point (int64, computed once)."""
-        if self.width <= 0:
-            raise ValueError('this Projection was built without the image width')
-        pix = self.v.astype(np.int64)
-        pix *= self.width
-        pix += self.u
-        return pix
+        return self.indices.size == self.valid.size
 
 
 def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float = 1e-6) -> Projection:
@@ -108,9 +91,13 @@ def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float =
         valid &= uf < cam.width
         valid &= vf >= 0
         valid &= vf < cam.height
-    idx = None
-    if not valid.all():
+    if valid.all():
+        idx = np.arange(valid.size)
+    else:
         idx = np.flatnonzero(valid)  # one pass to find them, then gathers (cheaper than three boolean masks)
         uf, vf, depth = uf[idx], vf[idx], depth[idx]
-    return Projection(valid=valid, u=uf.astype(np.int32), v=vf.astype(np.int32), depth=depth, width=cam.width,
-                      known_indices=idx)
+    u, v = uf.astype(np.int32), vf.astype(np.int32)
+    pixels = v.astype(np.int64)
+    pixels *= cam.width
+    pixels += u
+    return Projection(valid=valid, u=u, v=v, depth=depth, indices=idx, pixels=pixels)

@@ -37,7 +37,7 @@ def render_front_view(points_gl: np.ndarray, colors: np.ndarray, cam: PinholeInt
     colors = colors.astype(np.uint8, copy=False)
     h, w = cam.height, cam.width
     proj = project_gl(points_gl, cam)
-    pix = proj.v.astype(np.int64) * w + proj.u
+    pix = proj.pixels
     z = zbuffer(pix, proj.depth, h, w).reshape(-1)
     # the winning point of each pixel: one whose depth equals the pixel's minimum
     winner = np.full(h * w, -1, np.int64)

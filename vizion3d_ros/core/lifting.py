@@ -130,27 +130,20 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
     proj = projection if projection is not None else project_gl(points_gl, cam)
     point_ids = proj.indices
     if cfg.mode == 'naive':
-        flat = _pixels(proj, cam)
+        flat = proj.pixels
         return [point_ids[masks[i].reshape(-1)[flat]].astype(np.uint32) for i in range(k)]
     if boxes is None:
         boxes = mask_boxes(masks)
     labels = label_image(masks, scores, boxes)
     if cfg.mode == 'exclusive':
-        return group_by_label(point_ids, labels.reshape(-1)[_pixels(proj, cam)], k)
+        return group_by_label(point_ids, labels.reshape(-1)[proj.pixels], k)
     return _lift_visible(np.asarray(points_gl), cam, masks, boxes, labels, proj, cfg)
-
-
-def _pixels(proj: Projection, cam: PinholeIntrinsics) -> np.ndarray:
-    """Flat pixel indices of a projection (cached on it when it knows the image width)."""
-    if proj.width == cam.width:
-        return proj.pixels
-    return proj.v.astype(np.int64) * cam.width + proj.u
 
 
 def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray, boxes: np.ndarray,
                   labels: np.ndarray, proj: Projection, cfg: LiftConfig) -> list[np.ndarray]:
     k = len(masks)
-    pix = _pixels(proj, cam)
+    pix = proj.pixels
     # An organised cloud from the camera itself puts point i on pixel i: one point per pixel, each
     # the visible surface there, and the labels of the points are the label image itself.
     own_pixels = len(points_gl) == cam.width * cam.height and np.array_equal(pix, proj.indices)

@@ -401,7 +401,7 @@ def precision_recall(pred_indices: list[np.ndarray], point_ids: np.ndarray, mask
     if proj.valid.shape[0] != n:
         raise ValueError(f'{proj.valid.shape[0]} points but {n} ids')
     pix = np.full(n, -1, np.int64)
-    pix[proj.valid] = proj.v.astype(np.int64) * cam.width + proj.u
+    pix[proj.valid] = proj.pixels
     on_image = pix >= 0
     flat = masks.reshape(masks.shape[0], -1)
     results = []

@@ -31,7 +31,6 @@ BOX_PAD = 8
 #: Margin around one instance's box for its own steps, which look one pixel past the mask's rim.
 CROP_PAD = 2
 _NEIGHBOURS_4 = ((0, 1), (0, -1), (1, 0), (-1, 0))
-_NEIGHBOURS_8 = _NEIGHBOURS_4 + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
 @dataclass(frozen=True)
