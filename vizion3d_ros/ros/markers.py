@@ -21,6 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
 
 from ..core.colors import distinct_color
+from ..core.transforms import quaternion_matrix
 
 # Corner k of a box has sign bit0 on x, bit1 on y, bit2 on z; an edge joins corners differing in one bit.
 _CORNER_SIGNS = np.array([[(k >> b) & 1 for b in range(3)] for k in range(8)], dtype=np.float64) * 2.0 - 1.0
@@ -32,20 +33,12 @@ _OPTICAL_UP = (0.0, -1.0, 0.0)  # camera optical frames (REP 103 "_optical" suff
 _BODY_UP = (0.0, 0.0, 1.0)  # every other REP 103 frame: z points up
 
 
-def quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray | None:
-    """3x3 rotation of a quaternion; identity for an all-zero one (unset), None if not finite."""
+def _orientation(x: float, y: float, z: float, w: float) -> np.ndarray | None:
+    """Rotation of a Pose orientation: identity for an all-zero quaternion (unset), None if not finite."""
     q = np.array([x, y, z, w], dtype=np.float64)
     if not np.all(np.isfinite(q)):
         return None
-    n = float(q @ q)
-    if n < 1e-12:
-        return np.eye(3)
-    x, y, z, w = q / np.sqrt(n)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.eye(3) if float(q @ q) < 1e-12 else quaternion_matrix(*q)
 
 
 def box_corners(center: np.ndarray, rotation: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -66,7 +59,7 @@ def _box_of(obj: ObjectMask3D) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
     """``(center, rotation, size)`` of a drawable box, or None (NaN, negative or all-zero size)."""
     center, size = _xyz(obj.bbox_3d_center.position), _xyz(obj.bbox_3d_size)
     o = obj.bbox_3d_center.orientation
-    rot = quaternion_matrix(o.x, o.y, o.z, o.w)
+    rot = _orientation(o.x, o.y, o.z, o.w)
     if rot is None or not (np.all(np.isfinite(center)) and np.all(np.isfinite(size))):
         return None
     if np.any(size < 0) or float(size.max()) <= 0.0:
