@@ -203,7 +203,9 @@ class SoakClient:
         return all(p.get_subscription_count() > 0 for p in self.pubs) and self.node.count_publishers('objects') > 0
 
     def _on_objects(self, msg) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        from vizion3d_ros.ros.stamps import stamp_ns
+
+        stamp = stamp_ns(msg.header)
         with self.lock:
             self.outputs.append((self.now_ns(), stamp, len(msg.objects)))
 

@@ -23,6 +23,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.msg import ObjectMask3DArray
+from vizion3d_ros.ros.stamps import stamp_ns  # noqa: F401 - tests import it from here
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # best effort matches a /diagnostics publisher of either reliability
@@ -71,10 +72,6 @@ class NodeProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 class Client:

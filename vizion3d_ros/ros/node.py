@@ -80,7 +80,7 @@ from .params import (
     settings_from_values,
     validate_settings,
 )
-from .stamps import REWIND_S, StampGate
+from .stamps import REWIND_S, StampGate, stamp_ns
 from .sync import ApproximateSynchronizer
 
 try:
@@ -90,10 +90,6 @@ except ImportError:  # Humble
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 INPUTS = ('image', 'camera_info', 'points')
-
-
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class ActivationError(RuntimeError):
@@ -433,7 +429,7 @@ class Vizion3DNode(LifecycleNode):
         with self._sync_lock:
             if self._sync is None:
                 return
-            matched = self._sync.add(index, _stamp_ns(msg.header), msg)
+            matched = self._sync.add(index, stamp_ns(msg.header), msg)
         if matched is not None and self._slot is not None:
             self._slot.put((*matched, now))
 
@@ -459,11 +455,11 @@ class Vizion3DNode(LifecycleNode):
                  synced_at: float) -> None:
         t0 = time.perf_counter()
         s = self.settings  # one snapshot per frame: parameter changes apply from the next frame
-        stamp_ns = _stamp_ns(cloud.header)
+        frame_ns = stamp_ns(cloud.header)
         last = self._gate.last_ns
-        if self._gate.check(stamp_ns, self.get_clock().now().nanoseconds, s.max_frame_age):
+        if self._gate.check(frame_ns, self.get_clock().now().nanoseconds, s.max_frame_age):
             self.get_logger().warning(
-                f'stamps went back {(last - stamp_ns) / 1e9:.1f} s (more than {REWIND_S:g} s): the source '
+                f'stamps went back {(last - frame_ns) / 1e9:.1f} s (more than {REWIND_S:g} s): the source '
                 'restarted or a recording plays again; processing its frames from here on')
         try:
             rgb = image_to_rgb(image)
@@ -505,7 +501,7 @@ class Vizion3DNode(LifecycleNode):
             self._detections_pub.publish(to_detection3d_array(msg))
         if s.publish_debug_image:
             self._debug_pub.publish(rgb_to_image(render_overlay(rgb, result.objects), image.header))
-        self._gate.accept(stamp_ns)
+        self._gate.accept(frame_ns)
         t3 = time.perf_counter()
         now = time.monotonic()
         self.stats.count_output(now)

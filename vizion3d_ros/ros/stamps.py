@@ -54,5 +54,10 @@ class StampGate:
         self.last_ns = None
 
 
+def stamp_ns(header) -> int:
+    """A std_msgs/Header's stamp in integer nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
 def _fmt(ns: int) -> str:
     return f'{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}'
