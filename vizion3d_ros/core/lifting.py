@@ -23,8 +23,8 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .trimming import TrimConfig, box_slice, quantile, trim_spill
-from .zbuffer import depth_map, visible
+from .trimming import TrimConfig, box_slice, quantile, rows_cols, trim_spill
+from .zbuffer import DepthMap, depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
 
@@ -147,24 +147,22 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     # An organised cloud from the camera itself puts point i on pixel i: one point per pixel, each
     # the visible surface there, and the labels of the points are the label image itself.
     own_pixels = len(points_gl) == cam.width * cam.height and np.array_equal(pix, proj.indices)
-    dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
-    surface = dm.depth
-    all_visible = own_pixels and dm.splat_radius == 0
-    if all_visible:
-        is_visible = np.ones(len(pix), bool)
+    if own_pixels and proj.all_valid and not cfg.splat_radius:
+        # a point on every pixel, in pixel order: the depths already are the z-buffer, with no gaps
+        dm = DepthMap(depth=proj.depth.reshape(cam.height, cam.width), splat_radius=0)
     else:
-        is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
+        dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
+    surface = dm.depth
+    if own_pixels and dm.splat_radius == 0:
+        # every point is the visible surface at its own pixel
+        _resolve_overlaps(labels, masks, boxes, surface)
+        _trim(labels, masks, boxes, surface, cam, cfg)
+        return _own_pixel_groups(labels, boxes, None if proj.all_valid else surface)
+    is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
     _resolve_overlaps(labels, masks, boxes, surface)
-    if cfg.edge_band > 0 and dm.splat_radius == 0:
-        # the floor and table tops a mask spills onto: dominant planes of the visible background
-        sample = _background_sample(surface, labels, cam)
-        support = fit_planes(sample, hypotheses=96, sample=2000, local=64, min_fraction=0.05) \
-            if len(sample) > 100 else None
-        trim = TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
-                          depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
-                          front_tolerance=cfg.front_tolerance)
-        trim_spill(labels, masks, boxes, surface, cam, trim, support)
-    point_label = labels.reshape(-1) if own_pixels and proj.all_valid else labels.reshape(-1)[pix]  # no gather
+    if dm.splat_radius == 0:
+        _trim(labels, masks, boxes, surface, cam, cfg)
+    point_label = labels.reshape(-1)[pix]
     planes = np.zeros((0, 5))  # dense clouds: no plane filter for the hidden-point links
     if dm.splat_radius > 0:
         # A cloud from another viewpoint: floors, walls and table tops seen through an object's mask
@@ -177,12 +175,50 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
         # The sensor leaves holes in an object's surface (parts it did not see) through which whatever
         # lies behind shows as "visible": keep each mask's main depth cluster.
         point_label = _keep_main_depth_cluster(point_label, is_visible, proj.depth, k, cfg)
-    groups = group_by_label(proj.indices, point_label if all_visible else np.where(is_visible, point_label, 0), k)
+    groups = group_by_label(proj.indices, np.where(is_visible, point_label, 0), k)
     if cfg.connect_hidden:
         hidden = ~is_visible & (point_label > 0)
         if hidden.any():
             groups = _connect_hidden(points_gl, proj, point_label, hidden, is_visible, groups, planes, cfg)
     return groups
+
+
+def _trim(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
+          cam: PinholeIntrinsics, cfg: LiftConfig) -> None:
+    """Trim mask borders that spill off their objects (a dense, camera-viewpoint surface only)."""
+    if cfg.edge_band <= 0:
+        return
+    # the floor and table tops a mask spills onto: dominant planes of the visible background
+    sample = _background_sample(surface, labels, cam)
+    support = fit_planes(sample, hypotheses=96, sample=2000, local=64, min_fraction=0.05) \
+        if len(sample) > 100 else None
+    trim = TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
+                      depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
+                      front_tolerance=cfg.front_tolerance)
+    trim_spill(labels, masks, boxes, surface, cam, trim, support)
+
+
+def _own_pixel_groups(labels: np.ndarray, boxes: np.ndarray, surface: np.ndarray | None) -> list[np.ndarray]:
+    """Each instance's points in an organised camera cloud (point i on pixel i): its labelled pixels.
+
+    Read inside each instance's box (labels only ever stay inside the mask's box), which is cheaper
+    than sorting the whole image by label. ``surface`` (inf = no point) excludes pixels without a
+    point; None when every pixel has one.
+    """
+    h, w = labels.shape
+    out = []
+    for i, b in enumerate(boxes):
+        y0, y1, x0, x1 = box_slice(b, h, w)
+        sel = labels[y0:y1, x0:x1] == i + 1
+        if surface is not None:
+            sel &= np.isfinite(surface[y0:y1, x0:x1])
+        r, c = np.divmod(np.flatnonzero(sel), x1 - x0)
+        r += y0
+        r *= w
+        r += c
+        r += x0
+        out.append(r.astype(np.uint32))
+    return out
 
 
 def _background_sample(surface: np.ndarray, labels: np.ndarray, cam: PinholeIntrinsics,
@@ -196,7 +232,7 @@ def _background_sample(surface: np.ndarray, labels: np.ndarray, cam: PinholeIntr
     step = max(1, int(np.sqrt(h * w / (2.0 * target))))
     zs = surface[::step, ::step]
     sel = (labels[::step, ::step] == 0) & np.isfinite(zs)
-    v, u = np.nonzero(sel)
+    v, u = rows_cols(sel)
     z = zs[sel]
     pts = np.stack([(u * step - cam.cx) / cam.fx * z, -(v * step - cam.cy) / cam.fy * z, -z], axis=1)
     return pts[::-(-len(pts) // target)] if len(pts) > target else pts
@@ -248,7 +284,7 @@ def _resolve_overlaps(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, 
     count = np.zeros(lab.shape, np.uint8)
     for m, (y0, y1, x0, x1) in zip(masks, slices):
         count[y0:y1, x0:x1] += m[wy0 + y0:wy0 + y1, wx0 + x0:wx0 + x1]
-    oy, ox = np.nonzero((count > 1) & np.isfinite(zs))
+    oy, ox = rows_cols((count > 1) & np.isfinite(zs))
     if oy.size == 0:
         return
     k = len(masks)
