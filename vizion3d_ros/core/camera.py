@@ -46,22 +46,43 @@ class PinholeIntrinsics:
 class Projection:
     """Pixels of projected points: ``valid`` marks points in front of the camera and inside the image.
 
-    ``u``/``v`` (column/row), ``pixels`` (flat index ``v * width + u``, int64) and ``depth`` (metres
-    along the viewing axis) are given for valid points only, in the order of ``indices``
-    (``np.flatnonzero(valid)``, the valid points' indices into the projected array).
+    ``pixels`` (flat index ``v * width + u``, int64) and ``depth`` (metres along the viewing axis) are
+    given for valid points only, in the order of ``indices`` (``np.flatnonzero(valid)``, the valid
+    points' indices into the projected array); ``u``/``v`` (column/row) are derived from ``pixels``.
     """
 
     valid: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
     depth: np.ndarray
     indices: np.ndarray
     pixels: np.ndarray
+    width: int
+
+    @property
+    def u(self) -> np.ndarray:
+        """Column of each valid point (int32)."""
+        return (self.pixels % self.width).astype(np.int32)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Row of each valid point (int32)."""
+        return (self.pixels // self.width).astype(np.int32)
 
     @property
     def all_valid(self) -> bool:
         """Every point projects into the image (then ``indices`` is simply ``0..N-1``)."""
         return self.indices.size == self.valid.size
+
+
+_ARANGE = np.arange(0)
+
+
+def _arange(n: int) -> np.ndarray:
+    """Read-only ``np.arange(n)`` (int64), shared: every all-valid projection of a big cloud needs one."""
+    global _ARANGE
+    if _ARANGE.size < n:
+        _ARANGE = np.arange(n)
+        _ARANGE.flags.writeable = False
+    return _ARANGE[:n]
 
 
 def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float = 1e-6) -> Projection:
@@ -71,33 +92,37 @@ def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float =
     ``cy - fy * y / d``. Pixel centres sit at integer coordinates (OpenCV / ROS convention, as
     ``depth_image_proc`` uses), so pixel ``(u, v)`` covers ``[u - 0.5, u + 0.5) x [v - 0.5, v + 0.5)``
     and a point back-projected from a pixel lands in the middle of it.
-    Non-finite points and points behind the camera are invalid. Written as a few in-place float32
-    passes (a VGA cloud projects in about a millisecond): this runs on every frame.
+    Non-finite points and points behind the camera are invalid. This runs on every frame: one fused
+    pass (``cv2.transform``) maps the points to homogeneous pixels ``(u d, v d, d)``, then a few
+    float32 passes divide and test (a VGA cloud projects in well under a millisecond).
     """
+    import cv2
+
     pts = np.asarray(points_gl, dtype=np.float32)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f'expected an (N, 3) array of points, got shape {pts.shape}')
-    depth = np.negative(pts[:, 2])
+    if len(pts) == 0:
+        hom = np.zeros((0, 3), np.float32)
+    else:
+        k = np.array([[cam.fx, 0.0, -(cam.cx + 0.5)], [0.0, -cam.fy, -(cam.cy + 0.5)], [0.0, 0.0, -1.0]],
+                     np.float32)  # the +0.5 makes truncation below round to the nearest pixel centre
+        hom = cv2.transform(np.ascontiguousarray(pts).reshape(-1, 1, 3), k).reshape(-1, 3)
+    depth = hom[:, 2]
     with np.errstate(invalid='ignore', divide='ignore', over='ignore'):
-        inv = np.divide(np.float32(1.0), depth)
-        uf = np.multiply(pts[:, 0], inv)
-        uf *= np.float32(cam.fx)
-        uf += np.float32(cam.cx + 0.5)
-        vf = np.multiply(pts[:, 1], inv, out=inv)
-        vf *= np.float32(-cam.fy)
-        vf += np.float32(cam.cy + 0.5)
+        uf = np.divide(hom[:, 0], depth)
+        vf = np.divide(hom[:, 1], depth)
         valid = depth > min_depth  # False for NaN
         valid &= uf >= 0
         valid &= uf < cam.width
         valid &= vf >= 0
         valid &= vf < cam.height
     if valid.all():
-        idx = np.arange(valid.size)
+        idx = _arange(valid.size)
+        depth = np.ascontiguousarray(depth)
     else:
         idx = np.flatnonzero(valid)  # one pass to find them, then gathers (cheaper than three boolean masks)
         uf, vf, depth = uf[idx], vf[idx], depth[idx]
-    u, v = uf.astype(np.int32), vf.astype(np.int32)
-    pixels = v.astype(np.int64)
+    pixels = vf.astype(np.int64)
     pixels *= cam.width
-    pixels += u
-    return Projection(valid=valid, u=u, v=v, depth=depth, indices=idx, pixels=pixels)
+    pixels += uf.astype(np.int64)
+    return Projection(valid=valid, depth=depth, indices=idx, pixels=pixels, width=cam.width)

@@ -26,7 +26,7 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) > sample:
         pts = pts[rng.choice(len(pts), sample, replace=False)]
-    pts_t = np.ascontiguousarray(pts.T)
+    pts_t = np.ascontiguousarray(pts.T, dtype=np.float32)
     planes = []
     need = max(3, int(min_fraction * len(pts)))
     search = 0.03 if threshold is None else threshold
@@ -49,9 +49,10 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
             break
         n = n[ok] / norm[ok, None]
         d = -np.einsum('ij,ij->i', n, tri[ok, 0])
-        # residuals as (hypotheses, points) so the count runs along contiguous rows
-        res = n @ pts_t
-        res += d[:, None]
+        # residuals as (hypotheses, points) so the count runs along contiguous rows; float32 halves
+        # the memory traffic of this, the largest array here, and is ample for centimetre tolerances
+        res = n.astype(np.float32) @ pts_t
+        res += d.astype(np.float32)[:, None]
         counts = np.count_nonzero(np.abs(res, out=res) < search, axis=1)
         best = int(np.argmax(counts))
         if counts[best] < need:
@@ -66,7 +67,7 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
             break
         planes.append(np.r_[plane, tol])
         pts = pts[~inl]
-        pts_t = np.ascontiguousarray(pts.T)
+        pts_t = np.ascontiguousarray(pts.T, dtype=np.float32)
     return np.array(planes, dtype=np.float64).reshape(-1, 5)
 
 

@@ -57,6 +57,7 @@ class _Border:
     z_median: float
     step: int  # baseline (pixels) of the normals for the crease test
     size_px: int  # the mask's larger side (pixels)
+    core_crop: np.ndarray  # flat indices (in the crop) of the core pixels
     band_flat: np.ndarray  # global flat indices of the band pixels
     nearest_core_flat: np.ndarray  # global flat index of each band pixel's nearest core pixel
 
@@ -147,7 +148,7 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surfa
                 by0, by1, bx0, bx1 = b.box
                 # the band (and one pixel around it) and the mask's rim
                 band8 = (b.region & ~b.core).view(np.uint8)
-                where[by0:by1, bx0:bx1] |= cv2.dilate(band8, np.ones((3, 3), np.uint8)).view(bool) | b.rim
+                where[by0:by1, bx0:bx1] |= cv2.dilate(band8, _SQUARE_3).view(bool) | b.rim
         idx, hit = crease_pixels(smooth, cam, far | ~valid, step, cfg.crease_deg, where)
         crease[idx] = hit
     crease = crease.reshape(h, w) & valid & ~far
@@ -189,31 +190,31 @@ def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, vali
             return None
         core8 = _erode_disc(m8, e)
     core = core8.view(bool) & region
-    zc = surface[y0:y1, x0:x1]
-    core_z = zc[core & valid[y0:y1, x0:x1]]
+    bw = x1 - x0
+    core_crop = np.flatnonzero(core)
+    core_flat = _to_global(core_crop, bw, y0, x0, cam.width)
+    core_z = surface.reshape(-1).take(core_flat)
+    core_z = core_z[np.isfinite(core_z)]
     if core_z.size == 0:
         return None
-    grow = np.ones((3, 3), np.uint8)
-    rim = cv2.dilate(m8, grow) != cv2.erode(m8, grow)
-    band = region & ~core
-    bw = x1 - x0
-    band_crop = np.flatnonzero(band)
+    rim = cv2.morphologyEx(m8, cv2.MORPH_GRADIENT, _SQUARE_3).view(bool)  # dilated != eroded
+    band_crop = np.flatnonzero(region & ~core)
     # the nearest core pixel of every band pixel: OpenCV numbers the zero pixels (the core) of its
     # input in raster order, so label n is the n-th core pixel of np.flatnonzero
     _, nearest = cv2.distanceTransformWithLabels((~core).view(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
-    core_crop = np.flatnonzero(core)[nearest.reshape(-1)[band_crop] - 1]
     step = 2
     if noise > 0:
-        step = int(np.clip(np.ceil(3.0 * noise * typical_depth(zc) * cam.fx), 2, 6))
+        step = int(np.clip(np.ceil(3.0 * noise * typical_depth(surface[y0:y1, x0:x1]) * cam.fx), 2, 6))
     z_median, z_top = quantiles(core_z, (0.5, 0.99))
     _, _, mw, mh = cv2.boundingRect(m8)
     return _Border(index=i, box=box, region=region, core=core, rim=rim, z_top=z_top, z_median=z_median,
-                   step=step, size_px=max(mw, mh),
+                   step=step, size_px=max(mw, mh), core_crop=core_crop,
                    band_flat=_to_global(band_crop, bw, y0, x0, cam.width),
-                   nearest_core_flat=_to_global(core_crop, bw, y0, x0, cam.width))
+                   nearest_core_flat=core_flat.take(nearest.reshape(-1).take(band_crop) - 1))
 
 
+_SQUARE_3 = np.ones((3, 3), np.uint8)
 _SQUARE_5 = np.ones((5, 5), np.uint8)
 
 
@@ -285,9 +286,9 @@ def _keep_connected(mask_full: np.ndarray, surface: np.ndarray, far_full: np.nda
     n, comp = cv2.connectedComponents((open_ & (core | ~behind)).view(np.uint8), connectivity=4,
                                       ltype=cv2.CV_32S)
     keep = np.zeros(n, bool)
-    keep[comp[core]] = True
+    keep[comp.reshape(-1).take(b.core_crop)] = True
     keep[0] = False
-    kept = keep[comp]
+    kept = keep.take(comp)
     rest = open_ & ~kept
     if rest.any():
         n2, comp2 = cv2.connectedComponents(rest.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
@@ -301,7 +302,7 @@ def _keep_connected(mask_full: np.ndarray, surface: np.ndarray, far_full: np.nda
         good[0] = False
         # and no part of an object lies deeper behind its core than the object is large
         limit = b.z_top + b.size_px * b.z_median / cam.fx
-        kept = kept | (good[comp2] & (zc <= limit))
+        kept = kept | (good.take(comp2) & (zc <= limit))
     kept_out[y0:y1, x0:x1] |= kept
     drop_out[y0:y1, x0:x1] |= region & ~(kept | core)
 
