@@ -23,7 +23,7 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .trimming import TrimConfig, box_slice, rows_cols, trim_spill
+from .trimming import TrimConfig, box_slice, crop_to_global, rows_cols, trim_spill
 from .zbuffer import DepthMap, depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
@@ -212,12 +212,7 @@ def _own_pixel_groups(labels: np.ndarray, boxes: np.ndarray, surface: np.ndarray
         sel = labels[y0:y1, x0:x1] == i + 1
         if surface is not None:
             sel &= np.isfinite(surface[y0:y1, x0:x1])
-        r, c = np.divmod(np.flatnonzero(sel), x1 - x0)
-        r += y0
-        r *= w
-        r += c
-        r += x0
-        out.append(r.astype(np.uint32))
+        out.append(crop_to_global(np.flatnonzero(sel), x1 - x0, y0, x0, w).astype(np.uint32))
     return out
 
 

@@ -62,7 +62,8 @@ def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, st
     idx = np.flatnonzero(free)
     if idx.size == 0:
         return idx, np.zeros(0, bool)
-    ys, xs = np.divmod(idx, w)
+    ys = idx // w
+    xs = idx - ys * w
     zf = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
     ax = np.float32(1.0 / cam.fx)
     ay = np.float32(1.0 / cam.fy)
