@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -46,31 +47,57 @@ class PinholeIntrinsics:
 class Projection:
     """Pixels of projected points: ``valid`` marks points in front of the camera and inside the image.
 
-    ``pixels`` (flat index ``v * width + u``, int64) and ``depth`` (metres along the viewing axis) are
-    given for valid points only, in the order of ``indices`` (``np.flatnonzero(valid)``, the valid
-    points' indices into the projected array); ``u``/``v`` (column/row) are derived from ``pixels``.
+    ``depth`` (metres along the viewing axis) and ``uf``/``vf`` (column/row plus 0.5, so truncation
+    gives the pixel) are given for valid points only, in the order of ``indices``
+    (``np.flatnonzero(valid)``, the valid points' indices into the projected array). The integer
+    ``pixels`` (flat index ``v * width + u``, int64), ``u`` and ``v`` are derived on first use: an
+    organised cloud seen from its own camera never needs them (see :meth:`on_own_pixels`).
     """
 
     valid: np.ndarray
     depth: np.ndarray
     indices: np.ndarray
-    pixels: np.ndarray
+    uf: np.ndarray
+    vf: np.ndarray
     width: int
+    height: int
+
+    @cached_property
+    def pixels(self) -> np.ndarray:
+        """Flat pixel index ``v * width + u`` of each valid point (int64, for indexing)."""
+        pixels = self.vf.astype(np.int64)
+        pixels *= self.width
+        pixels += self.uf.astype(np.int64)
+        return pixels
 
     @property
     def u(self) -> np.ndarray:
         """Column of each valid point (int32)."""
-        return (self.pixels % self.width).astype(np.int32)
+        return self.uf.astype(np.int32)
 
     @property
     def v(self) -> np.ndarray:
         """Row of each valid point (int32)."""
-        return (self.pixels // self.width).astype(np.int32)
+        return self.vf.astype(np.int32)
 
     @property
     def all_valid(self) -> bool:
         """Every point projects into the image (then ``indices`` is simply ``0..N-1``)."""
         return self.indices.size == self.valid.size
+
+    def on_own_pixels(self) -> bool:
+        """Point ``i`` lands on pixel ``i`` for every valid point: an organised cloud from this camera.
+
+        Such a cloud is its own z-buffer. The check costs two int32 conversions and compares against
+        the pixel grid when every point is valid (no flat indices built), one comparison otherwise.
+        """
+        w, h = self.width, self.height
+        if self.valid.size != w * h:
+            return False
+        if not self.all_valid:
+            return bool(np.array_equal(self.pixels, self.indices))
+        cols = self.u.reshape(h, w) == np.arange(w, dtype=np.int32)
+        return bool(cols.all()) and bool((self.v.reshape(h, w) == np.arange(h, dtype=np.int32)[:, None]).all())
 
 
 _ARANGE = np.arange(0)
@@ -118,11 +145,7 @@ def project_gl(points_gl: np.ndarray, cam: PinholeIntrinsics, min_depth: float =
         valid &= vf < cam.height
     if valid.all():
         idx = _arange(valid.size)
-        depth = np.ascontiguousarray(depth)
     else:
         idx = np.flatnonzero(valid)  # one pass to find them, then gathers (cheaper than three boolean masks)
         uf, vf, depth = uf[idx], vf[idx], depth[idx]
-    pixels = vf.astype(np.int64)
-    pixels *= cam.width
-    pixels += uf.astype(np.int64)
-    return Projection(valid=valid, depth=depth, indices=idx, pixels=pixels, width=cam.width)
+    return Projection(valid=valid, depth=depth, indices=idx, uf=uf, vf=vf, width=cam.width, height=cam.height)

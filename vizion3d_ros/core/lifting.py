@@ -143,21 +143,21 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
 def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray, boxes: np.ndarray,
                   labels: np.ndarray, proj: Projection, cfg: LiftConfig) -> list[np.ndarray]:
     k = len(masks)
-    pix = proj.pixels
     # An organised cloud from the camera itself puts point i on pixel i: one point per pixel, each
     # the visible surface there, and the labels of the points are the label image itself.
-    own_pixels = len(points_gl) == cam.width * cam.height and np.array_equal(pix, proj.indices)
+    own_pixels = proj.on_own_pixels()
     if own_pixels and proj.all_valid and not cfg.splat_radius:
         # a point on every pixel, in pixel order: the depths already are the z-buffer, with no gaps
         dm = DepthMap(depth=proj.depth.reshape(cam.height, cam.width), splat_radius=0)
     else:
-        dm = depth_map(pix, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
+        dm = depth_map(proj.pixels, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
     surface = dm.depth
     if own_pixels and dm.splat_radius == 0:
         # every point is the visible surface at its own pixel
         _resolve_overlaps(labels, masks, boxes, surface)
         _trim(labels, masks, boxes, surface, cam, cfg)
         return _own_pixel_groups(labels, boxes, None if proj.all_valid else surface)
+    pix = proj.pixels
     is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
     _resolve_overlaps(labels, masks, boxes, surface)
     if dm.splat_radius == 0:
