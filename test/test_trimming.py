@@ -5,7 +5,7 @@ import pytest
 
 from vizion3d_ros.core.camera import PinholeIntrinsics
 from vizion3d_ros.core.lifting import label_image, mask_boxes
-from vizion3d_ros.core.trimming import TrimConfig, box_slice, quantile, quantiles, trim_spill
+from vizion3d_ros.core.trimming import TrimConfig, batch_quantiles, box_slice, trim_spill
 
 CAM = PinholeIntrinsics(fx=400.0, fy=400.0, cx=160.0, cy=120.0, width=320, height=240)
 CFG = TrimConfig(edge_band=5, depth_tolerance=0.03, depth_tolerance_abs=0.01, crease_deg=40.0,
@@ -87,11 +87,16 @@ def test_opencv_numbers_the_zero_pixels_in_raster_order():
     np.testing.assert_array_equal(lab.reshape(-1)[np.flatnonzero(core)], np.arange(1, core.sum() + 1))
 
 
-def test_quantiles_are_those_of_an_even_subsample():
-    a = np.random.default_rng(0).permutation(100_000).astype(np.float32)
-    med, top = quantiles(a, (0.5, 0.99))
-    assert abs(med - 50_000) < 3_000 and abs(top - 99_000) < 3_000
-    assert quantile(a[:10], 0.5) == float(np.sort(a[:10])[4])
+def test_batch_quantiles_are_those_of_an_even_subsample_per_sample():
+    rng = np.random.default_rng(0)
+    a = rng.permutation(100_000).astype(np.float32)
+    short = rng.normal(size=10).astype(np.float32)
+    q = batch_quantiles([a, short, np.zeros(0, np.float32), a[:3]], (0.5, 0.99))
+    assert abs(q[0, 0] - 50_000) < 3_000 and abs(q[0, 1] - 99_000) < 3_000
+    # short samples are used whole: element int(q * (n - 1)) of the sorted values
+    assert q[1, 0] == np.sort(short)[4] and q[1, 1] == np.sort(short)[8]
+    assert np.isnan(q[2]).all()  # an empty sample has no quantiles
+    assert q[3, 0] == np.sort(a[:3])[1]
 
 
 @pytest.mark.parametrize('box, pad, expected', [

@@ -23,7 +23,7 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .trimming import TrimConfig, box_slice, crop_to_global, rows_cols, trim_spill
+from .trimming import TrimConfig, batch_quantiles, box_slice, crop_to_global, rows_cols, trim_spill
 from .zbuffer import DepthMap, depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
@@ -301,8 +301,7 @@ def _depth_stats(lab: np.ndarray, zs: np.ndarray, count: np.ndarray, slices: np.
     """Median depth and its spread (scaled MAD, at least 2 % or 1 cm) of each instance's own pixels.
 
     Own pixels: labelled with the instance and covered by no other mask (``count`` 1). A few hundred
-    are plenty: every 2nd row and column, then evenly strided. The medians of all instances come from
-    one sort of a padded (instances, samples) array rather than a partition per instance.
+    are plenty: every 2nd row and column, then evenly strided.
     """
     med = np.full(k, np.nan)
     spread = np.full(k, np.nan)
@@ -313,22 +312,10 @@ def _depth_stats(lab: np.ndarray, zs: np.ndarray, count: np.ndarray, slices: np.
         z = zs[y0:y1:2, x0:x1:2][sel]
         z = z[::max(1, z.size // 512)]
         samples.append(z[np.isfinite(z)])
-    n = np.array([z.size for z in samples], np.int64)
-    if n.size == 0 or n.max() == 0:
-        return med, spread
-    table = np.full((len(samples), n.max()), np.inf, np.float32)
-    for row, z in zip(table, samples):
-        row[:z.size] = z
-    table.sort(axis=1)
-    rows = np.arange(len(samples))
-    mid = np.maximum(n - 1, 0) // 2
-    m = table[rows, mid]
-    dev = np.abs(table - m[:, None])  # the padding stays inf
-    dev.sort(axis=1)
-    ok = n > 0
-    m64 = m[ok].astype(np.float64)
-    med[instances[ok]] = m64
-    spread[instances[ok]] = np.maximum(np.maximum(1.4826 * dev[rows, mid][ok].astype(np.float64), 0.02 * m64), 0.01)
+    m = batch_quantiles(samples, (0.5,))[:, 0]
+    mad = batch_quantiles([np.abs(z - np.float32(mi)) for z, mi in zip(samples, m)], (0.5,))[:, 0]
+    med[instances] = m
+    spread[instances] = np.maximum(np.maximum(1.4826 * mad, 0.02 * m), 0.01)
     return med, spread
 
 

@@ -17,6 +17,7 @@ frame cost a few milliseconds rather than tens.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -53,13 +54,14 @@ class _Border:
     region: np.ndarray  # (bh, bw) bool: pixels labelled with this instance
     core: np.ndarray  # (bh, bw) bool
     rim: np.ndarray  # (bh, bw) bool: within one pixel of the mask's edge
-    z_top: float  # 99th percentile of the core's depth
-    z_median: float
+    core_z: np.ndarray  # the finite depths of the core
     step: int  # baseline (pixels) of the normals for the crease test
     size_px: int  # the mask's larger side (pixels)
     core_crop: np.ndarray  # flat indices (in the crop) of the core pixels
     band_flat: np.ndarray  # global flat indices of the band pixels
     nearest_core_flat: np.ndarray  # global flat index of each band pixel's nearest core pixel
+    z_top: float = np.nan  # 99th percentile of the core's depth (set by _set_core_depths)
+    z_median: float = np.nan
 
 
 def box_slice(box: np.ndarray | None, h: int, w: int, pad: int = 0) -> tuple[int, int, int, int]:
@@ -78,17 +80,25 @@ def rows_cols(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _row_col(np.flatnonzero(mask), mask.shape[1])
 
 
-def quantile(a: np.ndarray, q: float) -> float:
-    """Quantile for thresholds, from at most ~1024 evenly strided samples (a partition, not a sort)."""
-    return quantiles(a, (q,))[0]
+def batch_quantiles(samples: Sequence[np.ndarray], qs: Sequence[float]) -> np.ndarray:
+    """``(len(samples), len(qs))`` quantiles for thresholds (NaN for empty samples).
 
-
-def quantiles(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """:func:`quantile` for several ``qs`` with one partition."""
-    a = a[::max(1, a.size // 1024)]
-    ms = [int(q * (a.size - 1)) for q in qs]
-    part = np.partition(a, ms)
-    return [float(part[m]) for m in ms]
+    Each from at most ~1024 evenly strided values, the element at ``int(q * (n - 1))`` of the sorted
+    ones; all samples in one sort of a padded table (a call per sample would cost more than the sort).
+    """
+    short = [np.asarray(a, np.float32)[::max(1, a.size // 1024)] for a in samples]
+    n = np.array([a.size for a in short], np.int64)
+    out = np.full((len(short), len(qs)), np.nan)
+    if n.size == 0 or n.max() == 0:
+        return out
+    table = np.full((len(short), n.max()), np.inf, np.float32)
+    for row, a in zip(table, short):
+        row[:a.size] = a
+    table.sort(axis=1)
+    rows = np.flatnonzero(n)
+    for j, q in enumerate(qs):
+        out[rows, j] = table[rows, (q * (n[rows] - 1)).astype(np.int64)]
+    return out
 
 
 def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
@@ -137,18 +147,20 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surfa
             borders.append(b)
     if not borders:
         return
+    _set_core_depths(borders)
     # pass 2, for the border pixels of all instances at once
     # edge-preserving smoothing (the sensor's noise ruins normals; a no-op on noise-free depth)
     smooth = smooth_depth(surface, valid, noise)
     crease = np.zeros(h * w, bool)
     for step in sorted({b.step for b in borders}):
-        where = np.zeros((h, w), bool)
-        for b in borders:
-            if b.step == step:
-                by0, by1, bx0, bx1 = b.box
-                # the band (and one pixel around it) and the mask's rim
-                band8 = (b.region & ~b.core).view(np.uint8)
-                where[by0:by1, bx0:bx1] |= cv2.dilate(band8, _SQUARE_3).view(bool) | b.rim
+        group = [b for b in borders if b.step == step]
+        # the bands (and one pixel around them: bands lie 2 px inside their crops) and the masks' rims
+        where = np.zeros(h * w, np.uint8)
+        where[np.concatenate([b.band_flat for b in group])] = 1
+        where = cv2.dilate(where.reshape(h, w), _SQUARE_3).view(bool)
+        for b in group:
+            by0, by1, bx0, bx1 = b.box
+            where[by0:by1, bx0:bx1] |= b.rim
         idx, hit = crease_pixels(smooth, cam, far | ~valid, step, cfg.crease_deg, where)
         crease[idx] = hit
     crease = crease.reshape(h, w) & valid & ~far
@@ -206,12 +218,17 @@ def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, vali
     step = 2
     if noise > 0:
         step = int(np.clip(np.ceil(3.0 * noise * typical_depth(surface[y0:y1, x0:x1]) * cam.fx), 2, 6))
-    z_median, z_top = quantiles(core_z, (0.5, 0.99))
     _, _, mw, mh = cv2.boundingRect(m8)
-    return _Border(index=i, box=box, region=region, core=core, rim=rim, z_top=z_top, z_median=z_median,
+    return _Border(index=i, box=box, region=region, core=core, rim=rim, core_z=core_z,
                    step=step, size_px=max(mw, mh), core_crop=core_crop,
                    band_flat=crop_to_global(band_crop, bw, y0, x0, cam.width),
                    nearest_core_flat=core_flat.take(nearest.reshape(-1).take(band_crop) - 1))
+
+
+def _set_core_depths(borders: list[_Border]) -> None:
+    """Median and 99th percentile of each core's depth."""
+    for b, (m, t) in zip(borders, batch_quantiles([b.core_z for b in borders], (0.5, 0.99))):
+        b.z_median, b.z_top = float(m), float(t)
 
 
 _SQUARE_3 = np.ones((3, 3), np.uint8)
