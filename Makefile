@@ -5,12 +5,13 @@ SHARED ?= $(abspath ../shared)
 MODEL ?= $(SHARED)/models/yolov8n-seg-coco.pt
 OUT ?= out/demo
 
-.PHONY: setup demo test lint unit integration bench-lifting clean help
+.PHONY: setup demo test lint unit integration bench bench-lifting clean help
 
 help:
 	@echo "make setup  - install everything (system packages, pinned venv, colcon build); idempotent"
 	@echo "make demo   - run the node on the real TUM RGB-D frame and write results to $(OUT)"
 	@echo "make test   - lint + unit + integration tests (what CI runs)"
+	@echo "make bench  - every benchmark (lifting, scaling, conversions, node over DDS) -> docs/BENCHMARKS.md"
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +33,11 @@ integration: setup
 
 bench-lifting: setup
 	@$(ENV) && python bench/bench_lifting.py
+
+# about 10 minutes on 2 cores; each script also writes its own docs/bench/<name>.{json,md,png}
+bench: setup
+	@$(ENV) && python bench/bench_lifting.py && python bench/bench_scaling.py \
+		&& python bench/bench_conversions.py && python bench/bench_node.py && python bench/report.py
 
 clean:
 	rm -rf build install log out .pytest_cache .ruff_cache

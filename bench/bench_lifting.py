@@ -105,18 +105,19 @@ def offset_case() -> Case:
                 pts, DEFAULT_CAMERA, masks, _scores(len(masks)))
 
 
-def unorganised_cases(scene, exact: np.ndarray) -> list[Case]:
+def unorganised_cases(scene, exact: np.ndarray, sizes: tuple[int, ...] = UNORGANISED_SIZES,
+                      scene_name: str = 'the 10-object scene') -> list[Case]:
     """Case d: unorganised clouds resampled (subset or repeats, with jitter) from an offset sensor cloud."""
     wide = dilate_masks(exact, 4)
     base, _ = sensor_cloud(scene, offset_pose(), 70.0, 55.0, 640, 240)
     rng = np.random.default_rng(2)
     out = []
-    for n in UNORGANISED_SIZES:
+    for n in sizes:
         idx = rng.choice(len(base), n, replace=False) if n <= len(base) else rng.integers(0, len(base), n)
         pts = (base[idx] + rng.normal(0.0, JITTER_M, (n, 3))).astype(np.float32)
         out.append(Case(f'unorganised_{_short(n)}',
-                        f'd: unorganised {n:,} pts (offset sensor cloud of the 10-object scene resampled, '
-                        f'{JITTER_M * 1e3:g} mm jitter), 10 masks +4 px', pts, DEFAULT_CAMERA, wide,
+                        f'd: unorganised {n:,} pts (offset sensor cloud of {scene_name} resampled, '
+                        f'{JITTER_M * 1e3:g} mm jitter), {len(wide)} masks +4 px', pts, DEFAULT_CAMERA, wide,
                         _scores(len(wide))))
     return out
 
