@@ -44,7 +44,7 @@ def test_tum_chairs_are_lifted_onto_their_masked_points(tum_frame, tum_segmentat
         assert chair.geometry.point_count > 1000
         assert 0.5 < chair.geometry.centroid[2] < 5.0  # metres in front of the camera
     assert [o.id for o in result.objects] == list(range(1, len(result.objects) + 1))
-    assert set(result.timings_ms) == {'inference', 'lifting'}
+    assert set(result.timings_ms) == {'inference', 'lifting', 'geometry'}
 
 
 def test_exclusive_keeps_every_masked_point_of_the_most_confident_object(tum_frame, tum_segmentation):

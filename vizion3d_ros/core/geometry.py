@@ -33,11 +33,16 @@ class ObjectGeometry:
 
 
 def object_geometry(points: np.ndarray, indices: np.ndarray) -> ObjectGeometry:
-    """Statistics of ``points[indices]`` (float64 accumulation; the indices must be finite points)."""
+    """Statistics of ``points[indices]`` (float64 accumulation; the indices must be finite points).
+
+    The selection is gathered once and transposed to ``(3, M)``: reductions along a contiguous axis are
+    several times faster than down the columns of an ``(M, 3)`` array (the cloud is a strided view).
+    """
     if len(indices) == 0:
         return ObjectGeometry.empty()
-    sel = np.asarray(points)[indices].astype(np.float64)
-    return ObjectGeometry(centroid=sel.mean(axis=0), box_min=sel.min(axis=0), box_max=sel.max(axis=0),
+    cols = np.asarray(points)[indices].T.copy()
+    return ObjectGeometry(centroid=cols.sum(axis=1, dtype=np.float64) / len(indices),
+                          box_min=cols.min(axis=1).astype(np.float64), box_max=cols.max(axis=1).astype(np.float64),
                           point_count=int(len(indices)))
 
 

@@ -58,11 +58,24 @@ def lift_segmentation(points_gl: np.ndarray, cam: PinholeIntrinsics, seg: Segmen
     the ROS node passes the cloud in its own frame) or on ``points_gl``. Instances with fewer than
     ``min_points`` points are dropped. Ids are 1-based in descending confidence.
     """
-    seg = seg if _is_sorted(seg.scores) else seg.sorted()
-    proj = project_gl(points_gl, cam)
-    groups = lift_masks(points_gl, cam, seg.masks, seg.scores, seg.boxes, mode=mode, projection=proj,
-                        config=config)
-    stats = points_gl if stats_points is None else stats_points
+    ranked, groups = lift_groups(points_gl, cam, seg, mode, config)
+    return make_objects(ranked, groups, points_gl if stats_points is None else stats_points, min_points)
+
+
+def lift_groups(points_gl: np.ndarray, cam: PinholeIntrinsics, seg: Segmentation, mode: str | None = None,
+                config: LiftConfig | None = None) -> tuple[Segmentation, list[np.ndarray]]:
+    """``seg`` sorted by descending confidence, and the point indices of each of its instances."""
+    ranked = seg if _is_sorted(seg.scores) else seg.sorted()
+    return ranked, lift_masks(points_gl, cam, ranked.masks, ranked.scores, ranked.boxes, mode=mode,
+                              projection=project_gl(points_gl, cam), config=config)
+
+
+def make_objects(seg: Segmentation, groups: list[np.ndarray], stats_points: np.ndarray,
+                 min_points: int = 0) -> list[LiftedObject]:
+    """One :class:`LiftedObject` per group of ``seg`` (sorted) with at least ``min_points`` points.
+
+    Apart from the lifting so that a caller can time the per-object work (geometry) on its own.
+    """
     objects: list[LiftedObject] = []
     for k, idx in enumerate(groups):
         if len(idx) < min_points:
@@ -70,7 +83,7 @@ def lift_segmentation(points_gl: np.ndarray, cam: PinholeIntrinsics, seg: Segmen
         objects.append(LiftedObject(
             id=len(objects) + 1, class_id=int(seg.class_ids[k]), label=seg.labels[k],
             confidence=float(seg.scores[k]), bbox_2d=seg.boxes[k], mask=seg.masks[k],
-            point_indices=idx, geometry=object_geometry(stats, idx)))
+            point_indices=idx, geometry=object_geometry(stats_points, idx)))
     return objects
 
 
@@ -98,9 +111,11 @@ class FramePipeline:
         t0 = time.perf_counter()
         seg = self.backend.segment(image_rgb)
         t1 = time.perf_counter()
-        objects = lift_segmentation(points_gl, cam, seg, mode=self.lift_mode, config=self.lift_config,
-                                    stats_points=stats_points,
-                                    min_points=self.min_points)
+        ranked, groups = lift_groups(points_gl, cam, seg, self.lift_mode, self.lift_config)
         t2 = time.perf_counter()
+        objects = make_objects(ranked, groups, points_gl if stats_points is None else stats_points,
+                               self.min_points)
+        t3 = time.perf_counter()
         return FrameResult(objects=objects, segmentation=seg, num_points=len(points_gl),
-                           timings_ms={'inference': (t1 - t0) * 1e3, 'lifting': (t2 - t1) * 1e3})
+                           timings_ms={'inference': (t1 - t0) * 1e3, 'lifting': (t2 - t1) * 1e3,
+                                       'geometry': (t3 - t2) * 1e3})

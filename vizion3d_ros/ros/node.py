@@ -36,6 +36,7 @@ from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -44,7 +45,6 @@ from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.msg import ObjectMask3DArray
 
-from ..core.colors import recolor
 from ..core.lifting import LiftConfig
 from ..core.models import ModelUnavailableError, resolve_model
 from ..core.pipeline import FramePipeline
@@ -59,14 +59,13 @@ from .conversions import (
     image_to_rgb,
     pointcloud2_to_arrays,
     rgb_to_image,
-    xyzrgb_to_pointcloud2,
 )
 from .detections import to_detection3d_array, vision_msgs_available
 from .diagnostics import PipelineStats, to_diagnostic_array
 from .drops import FrameRejectedError
 from .latest import LatestSlot
 from .markers import ObjectMarkers
-from .messages import objects_to_array_msg
+from .messages import annotated_cloud, objects_to_array_msg
 from .params import (
     SPECS,
     USED_BY_ACTIVATE,
@@ -454,6 +453,9 @@ class Vizion3DNode(LifecycleNode):
     def _process(self, pipeline: FramePipeline, image: Image, info: CameraInfo, cloud: PointCloud2,
                  synced_at: float) -> None:
         t0 = time.perf_counter()
+        # wall-clock time of the synchronisation, for the per-frame debug line (a benchmark's transport split)
+        synced_wall_ns = time.time_ns() - int((time.monotonic() - synced_at) * 1e9)
+        waiting_ms = (time.monotonic() - synced_at) * 1e3
         s = self.settings  # one snapshot per frame: parameter changes apply from the next frame
         frame_ns = stamp_ns(cloud.header)
         last = self._gate.last_ns
@@ -484,34 +486,55 @@ class Vizion3DNode(LifecycleNode):
         t1 = time.perf_counter()
         result = pipeline.process(rgb, model.intrinsics, points_gl, stats_points=xyz)
         t2 = time.perf_counter()
-        msg = objects_to_array_msg(
-            result.objects, cloud.header, image.header, cloud_arrays.width, cloud_arrays.height,
-            model.intrinsics.width, model.intrinsics.height, self.model_name,
-            xyz=xyz if s.publish_object_clouds else None, rgb=cloud_arrays.rgb)
-        self._objects_pub.publish(msg)
-        if s.publish_annotated_cloud:
-            base = cloud_arrays.rgb if cloud_arrays.rgb is not None else _gray(len(xyz))
-            colors = recolor(base, [o.point_indices for o in result.objects])
-            self._cloud_pub.publish(xyzrgb_to_pointcloud2(xyz, colors, cloud.header, cloud_arrays.width,
-                                                          cloud_arrays.height))
-        self._markers.lifetime_s = s.marker_lifetime
-        self._markers_pub.publish(self._markers.update(msg))
-        self._marker_frame = msg.header.frame_id
-        if self._detections_pub is not None:
-            self._detections_pub.publish(to_detection3d_array(msg))
-        if s.publish_debug_image:
-            self._debug_pub.publish(rgb_to_image(render_overlay(rgb, result.objects), image.header))
+        sending = self._send_outputs(result, rgb, image, cloud, cloud_arrays, model.intrinsics, s)
         self._gate.accept(frame_ns)
         t3 = time.perf_counter()
         now = time.monotonic()
         self.stats.count_output(now)
         timings = {'conversion': (t1 - t0) * 1e3, 'inference': result.timings_ms['inference'],
-                   'lifting': result.timings_ms['lifting'], 'publishing': (t3 - t2) * 1e3,
+                   'lifting': result.timings_ms['lifting'], 'geometry': result.timings_ms['geometry'],
+                   'publishing': (t3 - t2) * 1e3,
                    'end_to_end': (now - synced_at) * 1e3}
         for stage, ms in timings.items():
             self.stats.add_latency(stage, ms)
-        self.get_logger().debug(f'{len(result.objects)} objects; ' + ', '.join(
-            f'{stage} {ms:.1f} ms' for stage, ms in timings.items()))
+        if self._debug_enabled:
+            # one line per frame, parsed by bench/bench_node.py: wall-clock times tie it to the sender's stamp
+            self.get_logger().debug(
+                f'frame {frame_ns}: {len(result.objects)} objects; synced {synced_wall_ns} ns, published '
+                f'{time.time_ns()} ns; waiting {waiting_ms:.2f} ms, '
+                + ', '.join(f'{stage} {ms:.2f} ms' for stage, ms in timings.items())
+                + f', publish_calls {sending:.2f} ms')
+
+    def _send_outputs(self, result, rgb, image: Image, cloud: PointCloud2, cloud_arrays, intrinsics,
+                      s: NodeSettings) -> float:
+        """Build and publish every output of one frame; returns the ms spent inside ``publish`` calls."""
+        sending = 0.0
+
+        def send(pub, out) -> None:
+            nonlocal sending
+            t = time.perf_counter()
+            pub.publish(out)
+            sending += (time.perf_counter() - t) * 1e3
+
+        msg = objects_to_array_msg(
+            result.objects, cloud.header, image.header, cloud_arrays.width, cloud_arrays.height,
+            intrinsics.width, intrinsics.height, self.model_name,
+            xyz=cloud_arrays.xyz if s.publish_object_clouds else None, rgb=cloud_arrays.rgb)
+        send(self._objects_pub, msg)
+        if s.publish_annotated_cloud:
+            send(self._cloud_pub, annotated_cloud(cloud, cloud_arrays, [o.point_indices for o in result.objects]))
+        self._markers.lifetime_s = s.marker_lifetime
+        send(self._markers_pub, self._markers.update(msg))
+        self._marker_frame = msg.header.frame_id
+        if self._detections_pub is not None:
+            send(self._detections_pub, to_detection3d_array(msg))
+        if s.publish_debug_image:
+            send(self._debug_pub, rgb_to_image(render_overlay(rgb, result.objects), image.header))
+        return sending
+
+    @property
+    def _debug_enabled(self) -> bool:
+        return self.get_logger().is_enabled_for(LoggingSeverity.DEBUG)
 
     def _cloud_to_camera(self, s: NodeSettings):
         # parsed once per value (validated when set); the cache key is the value's text
@@ -583,11 +606,6 @@ class Vizion3DNode(LifecycleNode):
         """Release everything before the node's handles go away."""
         self.release()
         super().destroy_node()
-
-
-def _gray(n: int):
-    import numpy as np
-    return np.full((n, 3), 200, np.uint8)
 
 
 def main(args: list[str] | None = None, hard_exit: bool = False) -> int:

@@ -1,0 +1,118 @@
+"""Output messages built from core results: ObjectMask3D fields and the annotated cloud."""
+from __future__ import annotations
+
+import array
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import Header
+
+from vizion3d_ros.core.colors import palette
+from vizion3d_ros.core.geometry import object_geometry
+from vizion3d_ros.core.pipeline import LiftedObject
+from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, xyzrgb_to_pointcloud2
+from vizion3d_ros.ros.messages import GRAY, annotated_cloud, objects_to_array_msg, uint32_array
+
+W, H = 8, 6
+
+
+@pytest.fixture
+def cloud_xyz_rgb(rng):
+    xyz = rng.normal(size=(W * H, 3)).astype(np.float32)
+    xyz[5] = np.nan
+    rgb = rng.integers(0, 256, size=(W * H, 3), dtype=np.uint8)
+    return xyz, rgb
+
+
+def _object(k: int, idx: np.ndarray, xyz: np.ndarray) -> LiftedObject:
+    mask = np.zeros((H, W), bool)
+    mask[1:3, 2 + k:5 + k] = True
+    return LiftedObject(id=k + 1, class_id=k, label=f'c{k}', confidence=0.9 - k / 10,
+                        bbox_2d=np.array([2, 1, 5, 3], np.float32), mask=mask,
+                        point_indices=idx.astype(np.uint32), geometry=object_geometry(xyz, idx))
+
+
+def test_uint32_array_keeps_values_and_type():
+    values = np.array([0, 7, 2**32 - 1, 123456], np.uint32)
+    a = uint32_array(values)
+    assert isinstance(a, array.array) and a.typecode == 'I'
+    np.testing.assert_array_equal(np.frombuffer(a, np.uint32), values)
+    assert len(uint32_array(np.array([], np.int64))) == 0
+
+
+def test_objects_message_fields(cloud_xyz_rgb):
+    xyz, rgb = cloud_xyz_rgb
+    objs = [_object(0, np.array([1, 2, 9]), xyz), _object(1, np.array([20, 30]), xyz)]
+    header = Header(frame_id='cam')
+    msg = objects_to_array_msg(objs, header, header, W, H, W, H, 'm.pt', xyz=xyz, rgb=rgb)
+    assert [o.id for o in msg.objects] == [1, 2]
+    first = msg.objects[0]
+    np.testing.assert_array_equal(np.frombuffer(first.point_indices, np.uint32), [1, 2, 9])
+    assert (first.mask_roi.x_offset, first.mask_roi.y_offset, first.mask_roi.width, first.mask_roi.height) \
+        == (2, 1, 3, 2)
+    assert bytes(first.mask.data) == b'\xff' * 6
+    np.testing.assert_allclose([first.centroid.x, first.centroid.y, first.centroid.z], xyz[[1, 2, 9]].mean(0),
+                               rtol=1e-6)
+    obj_cloud = pointcloud2_to_arrays(first.object_cloud)
+    np.testing.assert_array_equal(obj_cloud.rgb, rgb[[1, 2, 9]])
+
+
+def _packed_cloud(xyz, rgb, big_endian: bool = False, name: str = 'rgb', pad: int = 0,
+                  alpha: int = 0) -> PointCloud2:
+    """x, y, z, an extra intensity field and packed colour, 24-byte points, rows padded by ``pad`` bytes."""
+    end = '>' if big_endian else '<'
+    dtype = np.dtype({'names': ['x', 'y', 'z', 'intensity', 'c'], 'formats': [end + 'f4'] * 4 + [end + 'u4'],
+                      'offsets': [0, 4, 8, 12, 16], 'itemsize': 24})
+    pts = np.zeros(len(xyz), dtype)
+    for k, c in enumerate('xyz'):
+        pts[c] = xyz[:, k]
+    pts['intensity'] = np.arange(len(xyz))
+    c = rgb.astype(np.uint32)
+    pts['c'] = (alpha << 24) | (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
+    rows = np.zeros((H, W * 24 + pad), np.uint8)
+    rows[:, :W * 24] = pts.view(np.uint8).reshape(H, W * 24)
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, n in enumerate(('x', 'y', 'z', 'intensity'))]
+    fields.append(PointField(name=name, offset=16, datatype=PointField.UINT32, count=1))
+    return PointCloud2(header=Header(frame_id='cam'), height=H, width=W, fields=fields, is_bigendian=big_endian,
+                       point_step=24, row_step=W * 24 + pad, is_dense=False, data=rows.tobytes())
+
+
+@pytest.mark.parametrize('big_endian,pad', [(False, 0), (True, 0), (False, 8)])
+def test_annotated_cloud_repaints_only_grouped_points(cloud_xyz_rgb, big_endian, pad):
+    xyz, rgb = cloud_xyz_rgb
+    cloud = _packed_cloud(xyz, rgb, big_endian, pad=pad)
+    groups = [np.array([0, 3, 47]), np.array([], np.uint32), np.array([10, 11])]
+    out = annotated_cloud(cloud, pointcloud2_to_arrays(cloud), groups)
+    got = pointcloud2_to_arrays(out)
+    expected = rgb.copy()
+    pal = palette(3)
+    expected[[0, 3, 47]], expected[[10, 11]] = pal[0], pal[2]
+    np.testing.assert_array_equal(got.rgb, expected)
+    np.testing.assert_array_equal(got.xyz, xyz)  # NaN included
+    assert [f.name for f in out.fields] == [f.name for f in cloud.fields]  # the input's layout, other fields kept
+    assert (out.row_step, out.point_step, out.is_bigendian) == (cloud.row_step, 24, big_endian)
+    np.testing.assert_array_equal(pointcloud2_to_arrays(cloud).rgb, rgb)  # the input is left as it was
+
+
+def test_annotated_cloud_keeps_alpha_of_rgba(cloud_xyz_rgb):
+    xyz, rgb = cloud_xyz_rgb
+    cloud = _packed_cloud(xyz, rgb, name='rgba', alpha=0xAB)
+    out = annotated_cloud(cloud, pointcloud2_to_arrays(cloud), [np.array([4])])
+    words = np.frombuffer(out.data, np.uint8).reshape(-1, 24)[:, 16:20].copy().view('<u4')[:, 0]
+    assert (words >> 24 == 0xAB).all()
+    r, g, b = palette(1)[0]
+    assert words[4] & 0xFFFFFF == (int(r) << 16) | (int(g) << 8) | int(b)
+
+
+def test_annotated_cloud_without_colour_is_gray_with_objects_painted(cloud_xyz_rgb):
+    xyz, _ = cloud_xyz_rgb
+    cloud = xyzrgb_to_pointcloud2(xyz, np.zeros_like(xyz, np.uint8), Header(frame_id='cam'), W, H)
+    cloud.fields = cloud.fields[:3]  # x, y, z only
+    arrays = pointcloud2_to_arrays(cloud)
+    assert arrays.rgb is None
+    out = pointcloud2_to_arrays(annotated_cloud(cloud, arrays, [np.array([7, 8])]))
+    assert (out.rgb[[7, 8]] == palette(1)[0]).all()
+    assert (np.delete(out.rgb, [7, 8], axis=0) == GRAY).all()
+    assert (out.xyz.shape, out.organized) == (xyz.shape, True)
