@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from _node_io import NodeRun
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('VIZION3D_SHARED', ROOT.parent / 'shared'))
@@ -220,8 +220,6 @@ class SoakClient:
 
     def publish_for(self, duration: float, rate: float) -> None:
         """Publish at ``rate`` Hz for ``duration`` s (skips, and counts, periods it falls behind on)."""
-        from builtin_interfaces.msg import Time
-        from std_msgs.msg import Header
         period = 1.0 / rate
         start = time.monotonic()
         self.t0_ns = self.now_ns()
@@ -237,15 +235,22 @@ class SoakClient:
                 missed = int((now - next_t) / period)
                 self.skipped += missed
                 next_t += missed * period
-            image, info, cloud = self.frames[self.sent % len(self.frames)]
-            ns = self.now_ns()
-            header = Header(frame_id='camera_color_optical_frame',
-                            stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000))
-            image.header = info.header = cloud.header = header
-            for pub, msg in zip(self.pubs, (image, info, cloud)):
-                pub.publish(msg)
+            self.publish_frame(self.sent)
             self.sent += 1
             next_t += period
+
+    def publish_frame(self, k: int) -> int:
+        """Publish frame ``k`` (modulo the variants) stamped with the clock now; returns the stamp in ns."""
+        from builtin_interfaces.msg import Time
+        from std_msgs.msg import Header
+        image, info, cloud = self.frames[k % len(self.frames)]
+        ns = self.now_ns()
+        header = Header(frame_id='camera_color_optical_frame',
+                        stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000))
+        image.header = info.header = cloud.header = header
+        for pub, msg in zip(self.pubs, (image, info, cloud)):
+            pub.publish(msg)
+        return ns
 
     def stop(self) -> None:
         self._stop.set()
@@ -289,16 +294,12 @@ def run_soak(cfg: SoakConfig, log=print) -> dict:
     for p in cfg.node_params:
         k, _, v = p.partition(':=')
         params[k] = v
-    cmd = ['vizion3d_node', '--ros-args', '-r', f'__ns:={cfg.namespace}']
-    for k, v in params.items():
-        cmd += ['-p', f'{k}:={v}']
     node_log = out / 'node.log'
     machine = machine_info()
     log(f'soak: {cfg.duration:g} s at {cfg.rate:g} Hz, {frame_name} ({len(frames)} variants), model '
         f'{Path(cfg.model).name} imgsz {cfg.imgsz} on {cfg.device}; node log {node_log}')
-    with open(node_log, 'w') as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0'))
+    node = NodeRun(node_log, cfg.namespace, params)
+    proc, cmd = node.proc, node.cmd
     rclpy.init()
     client = SoakClient(cfg.namespace, frames)
     executor = SingleThreadedExecutor()
@@ -348,15 +349,7 @@ def run_soak(cfg: SoakConfig, log=print) -> dict:
         rss.append((time.monotonic() - start, rss_mb(proc.pid)))
     finally:
         client.stop()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                exit_code = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                exit_code = proc.wait()
-        else:
-            exit_code = proc.returncode
+        exit_code = node.stop()
         executor.shutdown()
         client.node.destroy_node()
         rclpy.try_shutdown()

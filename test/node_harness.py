@@ -1,10 +1,7 @@
 """Run the real vizion3d_node in its own process and talk to it over DDS from the test process."""
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,53 +22,22 @@ from visualization_msgs.msg import MarkerArray
 from vizion3d_ros.msg import ObjectMask3DArray
 from vizion3d_ros.ros.stamps import stamp_ns  # noqa: F401 - tests import it from here
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
+from _node_io import NodeRun  # noqa: E402 - bench/ is not a package
+
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 # best effort matches a /diagnostics publisher of either reliability
 DIAGNOSTICS_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
-class NodeProcess:
-    """vizion3d_node as a child process with its output in a log file."""
+class NodeProcess(NodeRun):
+    """vizion3d_node as a child process with its output in a log file (``bench/_node_io.NodeRun``)."""
 
     def __init__(self, log_path: Path, namespace: str = '', **params: str) -> None:
-        cmd = ['vizion3d_node', '--ros-args'] + (['-r', f'__ns:={namespace}'] if namespace else [])
-        for k, v in params.items():
-            cmd += ['-p', f'{k}:={v}']
-        env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')
-        self.log_path = log_path
-        self._log = open(log_path, 'w')
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match:
-        """Wait until the log matches ``pattern``; fail with the log if the node dies or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(pattern, self.log())
-            if m:
-                return m
-            if self.proc.poll() is not None:
-                raise AssertionError(f'node exited with {self.proc.returncode}:\n{self.log()[-4000:]}')
-            time.sleep(0.05)
-        raise AssertionError(f'{pattern!r} not in node log after {timeout} s:\n{self.log()[-4000:]}')
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        super().__init__(log_path, namespace, params)
 
     def stop(self, timeout: float = 15.0) -> int:
-        """SIGTERM (as launch and systemd do), then SIGKILL if it hangs; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+        return super().stop(timeout)
 
 
 class Client:
