@@ -71,3 +71,13 @@ def test_cloud_to_camera_gl_matches_the_flip_and_applies_the_extrinsic(rng):
     assert moved.dtype == np.float32 and np.isnan(moved[3]).all()
     with pytest.raises(ValueError):
         cloud_to_camera_gl(xyz[:, :2], t)
+
+
+def test_cloud_to_camera_gl_reads_a_message_layout_and_empty_clouds(rng):
+    # x, y, z views into 16-byte points (a PointCloud2's layout), a general rotation, metres-scale values
+    buf = (rng.normal(size=(5000, 4)) * 3).astype(np.float32)
+    t = parse_extrinsic([0.1, 0.2, 0.3, 0.1, 0.2, 0.3, 0.9])
+    moved = cloud_to_camera_gl(buf[:, :3], t)
+    ref = (buf[:, :3].astype(np.float64) @ t[:3, :3].T + t[:3, 3]) * [1, -1, -1]
+    np.testing.assert_allclose(moved, ref, rtol=0, atol=1e-5)  # float32 ulps at ~10 m
+    assert cloud_to_camera_gl(np.zeros((0, 3), np.float32), t).shape == (0, 3)
