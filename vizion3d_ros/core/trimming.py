@@ -150,7 +150,10 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surfa
     _set_core_depths(borders)
     # pass 2, for the border pixels of all instances at once
     # edge-preserving smoothing (the sensor's noise ruins normals; a no-op on noise-free depth)
-    smooth = smooth_depth(surface, valid, noise)
+    # (only where it is read: the boxes and the crease stencils' reach around them)
+    reach = [(max(y0 - b.step, 0), min(y1 + b.step, h), max(x0 - b.step, 0), min(x1 + b.step, w))
+             for b in borders for y0, y1, x0, x1 in [b.box]]
+    smooth = smooth_depth(surface, valid, noise, reach)
     crease = np.zeros(h * w, bool)
     for step in sorted({b.step for b in borders}):
         group = [b for b in borders if b.step == step]
