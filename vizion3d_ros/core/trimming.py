@@ -176,7 +176,7 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surfa
     front = front.reshape(h, w)
     # pass 3: per instance, what stays connected to the core
     cut = far | crease | ~valid
-    kept = np.zeros((h, w), bool)
+    kept = np.zeros((h, w), labels.dtype)  # the instance label of each border pixel kept, 0 elsewhere
     drop = np.zeros((h, w), bool)  # border pixels judged not to be their object's
     for b in borders:
         _keep_connected(masks[b.index], surface, far, crease, cut, front, b, cam, cfg, kept, drop)
@@ -303,7 +303,10 @@ def _on_planes(surface: np.ndarray, w: int, pixels: np.ndarray, cam: PinholeIntr
 def _keep_connected(mask_full: np.ndarray, surface: np.ndarray, far_full: np.ndarray,
                     crease_full: np.ndarray, cut_full: np.ndarray, front_full: np.ndarray, b: _Border,
                     cam: PinholeIntrinsics, cfg: TrimConfig, kept_out: np.ndarray, drop_out: np.ndarray) -> None:
-    """Pass 3 for one instance: its border pixels connected to the core go to ``kept_out``, others to ``drop_out``."""
+    """Pass 3 for one instance: border pixels connected to the core get its label in ``kept_out``.
+
+    The other border pixels are marked in ``drop_out``.
+    """
     import cv2
 
     y0, y1, x0, x1 = b.box
@@ -335,7 +338,7 @@ def _keep_connected(mask_full: np.ndarray, surface: np.ndarray, far_full: np.nda
         # and no part of an object lies deeper behind its core than the object is large
         limit = b.z_top + b.size_px * b.z_median / cam.fx
         kept = kept | (good.take(comp2) & (zc <= limit))
-    kept_out[y0:y1, x0:x1] |= kept
+    np.copyto(kept_out[y0:y1, x0:x1], b.index + 1, where=kept)
     drop_out[y0:y1, x0:x1] |= region & ~(kept | core)
 
 
@@ -345,6 +348,9 @@ _DY8, _DX8 = (np.array([-1, -1, -1, 0, 0, 1, 1, 1])[:, None], np.array([-1, 0, 1
 def _rescue_edge_pixels(labels: np.ndarray, z: np.ndarray, candidates: np.ndarray, kept: np.ndarray,
                         drop: np.ndarray, cfg: TrimConfig) -> None:
     """Un-``drop`` candidate pixels whose depth lies within their kept 8-neighbours' depth range.
+
+    ``kept`` holds the label of each kept pixel (0 elsewhere): a neighbour counts when it is kept for
+    the pixel's own instance.
 
     Pixels on the far side of a jump or on a crease belong to a kept neighbour of the same instance
     at their depth. Done for all instances at once, on the few candidate pixels.
@@ -358,8 +364,7 @@ def _rescue_edge_pixels(labels: np.ndarray, z: np.ndarray, candidates: np.ndarra
     nb = np.clip(ey + _DY8, 0, h - 1) * w + np.clip(ex + _DX8, 0, w - 1)
     zf = z.reshape(-1)
     zn = zf[nb]
-    lab = labels.ravel()  # a copy when labels is a window of the image; still cheaper than 8 2D gathers
-    ok = kept.reshape(-1)[nb] & (lab[nb] == labels[ey, ex])
+    ok = kept.reshape(-1)[nb] == labels[ey, ex]
     lo = np.min(zn, axis=0, where=ok, initial=np.inf)
     hi = np.max(zn, axis=0, where=ok, initial=-np.inf)
     ze = z[ey, ex]
