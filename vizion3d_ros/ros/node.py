@@ -51,6 +51,7 @@ from ..core.pipeline import FramePipeline
 from ..core.render import render_overlay
 from ..core.segmentation.base import parse_class_filter
 from ..core.transforms import cloud_to_camera_gl, parse_extrinsic
+from .allocator import keep_large_buffers
 from .cloud_frames import CloudToCamera, make_tf_listener
 from .conversions import (
     CameraInfoError,
@@ -615,6 +616,7 @@ def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
     and rclpy are shut down: third-party threads (torch, DDS) occasionally stalled interpreter teardown
     for ~20 s after a clean shutdown, which launch and systemd would then escalate to SIGKILL.
     """
+    keep_large_buffers()  # before the first big message: each VGA cloud would otherwise be fresh mmap pages
     rclpy.init(args=args)
     node = None
     try:
