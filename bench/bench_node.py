@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -179,6 +180,7 @@ def _fresh_status(client: BenchClient, n: int = 2) -> dict[str, str]:
 def measure_throughput(client: BenchClient, node: NodeRun, duration: float, rate: float) -> dict:
     """Stream at ``rate`` Hz for ``duration`` s: outputs/s, drops, CPU, RSS and latency over time."""
     before = _fresh_status(client, 1)
+    load_before = os.getloadavg()[0]
     sent0 = client.sent
     rss_before = rss_mb(node.pid)
     publisher = threading.Thread(target=client.publish_for, args=(duration, rate), daemon=True)
@@ -189,6 +191,7 @@ def measure_throughput(client: BenchClient, node: NodeRun, duration: float, rate
         rss.append((time.monotonic() - wall0, rss_mb(node.pid)))
         publisher.join(timeout=0.5)
     cpu1, wall1 = cpu_seconds(node.pid), time.monotonic()
+    load_after = os.getloadavg()[0]
     t0_ns = client.t0_ns
     time.sleep(1.0)  # the frame in hand
     after = _fresh_status(client)
@@ -214,6 +217,8 @@ def measure_throughput(client: BenchClient, node: NodeRun, duration: float, rate
         'outputs_per_s': len(outputs) / window, 'processed': delta('frames_processed'),
         'drops': {r: delta(f'dropped/{r}') for r in sorted(reasons)},
         'node_cpu_percent': 100.0 * (cpu1 - cpu0) / window,
+        # 1-minute load average before and after: the machine is shared, other work shows up here
+        'load_average_1min': [load_before, load_after],
         'node_rss_mb': {'before': rss_before, **spread([mb for _, mb in rss])},
         'latency_ms': {k: spread([s[k] for s in series if k in s])
                        for k in ('client_end_to_end', 'end_to_end', 'inference', 'overhead', 'transport')},
@@ -261,8 +266,6 @@ def run_one(cfg: Config, imgsz: int, frames, log_dir: Path, log=print) -> dict:
 
 def run(cfg: Config, log=print) -> dict:
     """The whole benchmark; writes the JSON, markdown and plots into ``cfg.out``."""
-    import os
-
     import rclpy
 
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -371,8 +374,8 @@ def markdown(r: dict) -> str:
         '`superseded`; node CPU is user + system time over the window (100 % = one core).',
         '',
         '| imgsz | sent | outputs/s | drops | node CPU | node RSS median (max) | end to end median (p90) | '
-        'overhead median (p90) |',
-        '|---|---|---|---|---|---|---|---|',
+        'overhead median (p90) | load average before / after |',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for run in r['runs']:
         th = run['throughput']
@@ -383,7 +386,7 @@ def markdown(r: dict) -> str:
             f"{drops} | {th['node_cpu_percent']:.0f} % | {th['node_rss_mb']['median']:.0f} "
             f"({th['node_rss_mb']['max']:.0f}) MiB | {lat['client_end_to_end']['median']:.0f} "
             f"({lat['client_end_to_end']['p90']:.0f}) ms | {lat['overhead']['median']:.1f} "
-            f"({lat['overhead']['p90']:.1f}) ms |")
+            f"({lat['overhead']['p90']:.1f}) ms | {' / '.join(f'{x:.2f}' for x in th['load_average_1min'])} |")
     lines += ['', f"![latency over time](bench/{r['plots'][1]})", '']
     if not any(run['device'].startswith('cuda') for run in r['runs']):
         lines += ['Not run on a GPU here (no GPU on this machine); `--device cuda:0` runs the same benchmark on '
@@ -401,7 +404,7 @@ def _pyplot():
 def plot_stages(r: dict, path: Path) -> Path:
     """Stacked horizontal bar of the median stage split, one bar per imgsz."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.8 * len(r['runs'])))
+    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.7 * len(r['runs'])))
     colors = plt.get_cmap('tab10').colors
     labels = [f"imgsz {run['imgsz']}" for run in r['runs']]
     for y, run in enumerate(r['runs']):
@@ -410,9 +413,11 @@ def plot_stages(r: dict, path: Path) -> Path:
             w = max(run['latency']['stages_ms'][stage]['median'], 0.0)
             ax.barh(y, w, left=left, color=colors[k % len(colors)], label=stage if y == 0 else None)
             left += w
+        ax.text(left, y, f' {left:.0f} ms', va='center', fontsize=8)
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel('median ms per frame (one frame at a time)')
-    ax.legend(ncol=4, fontsize=8, loc='upper center', bbox_to_anchor=(0.5, -0.35 - 0.1 / len(r['runs'])))
+    ax.set_xlabel('median ms per frame (one frame at a time; medians of the stages, so the sum is not a median)')
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.08)
+    ax.legend(fontsize=8, loc='center left', bbox_to_anchor=(1.01, 0.5))
     ax.grid(axis='x', alpha=0.3)
     ax.set_title(f"vizion3d_node over DDS: where a VGA frame's time goes ({r['runs'][0]['device']})")
     fig.tight_layout()
