@@ -44,9 +44,29 @@ def lifting_target(lifting: dict | None) -> list[dict]:
              'met': m['median_ms'] <= LIFTING_TARGET_MS, 'source': 'bench_lifting.py (docs/bench_lifting.json)'}]
 
 
+def conversion_targets(conv: dict | None) -> list[dict]:
+    """The 300k-point conversion targets from conversions.json (``target``: medians per case and way)."""
+    t = (conv or {}).get('target')
+    if not t:
+        return []
+    out = []
+    for way, title in (('read', 'PointCloud2 -> arrays (GL points + colours)'),
+                       ('write', 'arrays -> colourised PointCloud2')):
+        cases = t.get(way, {}).get('median_ms', {})
+        if cases:
+            worst = max(cases, key=cases.get)
+            out.append({'name': f'Conversion of a 300k-point cloud, {title}', 'limit_ms': t['limit_ms'],
+                        'measured_ms': cases[worst],
+                        'spread': 'slowest layout: ' + worst + '; all: ' + ', '.join(
+                            f'{k} {v:.2f}' for k, v in cases.items()),
+                        'met': cases[worst] <= t['limit_ms'],
+                        'source': 'bench_conversions.py (docs/bench/conversions.json)'})
+    return out
+
+
 def targets(results: dict[str, dict], lifting: dict | None) -> list[dict]:
     """Every target a benchmark reports (its JSON's ``targets`` list), the lifting's first."""
-    out = lifting_target(lifting)
+    out = lifting_target(lifting) + conversion_targets(results.get('conversions'))
     for name in SECTIONS:
         for t in (results.get(name) or {}).get('targets', []):
             out.append({**t, 'source': t.get('source', f'bench_{name}.py (docs/bench/{name}.json)')})

@@ -37,3 +37,12 @@ def test_scripts_targets_are_listed_and_missing_sections_say_so():
     assert 'bench/bench_conversions.py` has not been run here' in page  # never a stale or invented number
     assert '| depth_vga_clean | 307,200 | 10 | 0 | visible | 9.0 |' in page
     assert '| node | 2026-11-21' in page
+
+
+def test_conversion_targets_take_the_slowest_layout():
+    conv = {'machine': MACHINE, 'target': {'limit_ms': 3.0, 'read': {'median_ms': {'a_300k': 0.7, 'b_300k': 1.3}},
+                                           'write': {'median_ms': {'a_300k': 3.4}}}}
+    rows = targets({'conversions': conv}, None)
+    read, write = rows
+    assert read['measured_ms'] == 1.3 and read['met'] and 'b_300k' in read['spread']
+    assert write['measured_ms'] == 3.4 and not write['met']
