@@ -12,6 +12,12 @@ import numpy as np
 from .camera import PinholeIntrinsics
 
 
+def row_col(flat: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of flat pixel indices: ``np.divmod(flat, width)``, several times faster for int64."""
+    r = flat // width
+    return r, flat - r * width
+
+
 def _cross(a: tuple, b: tuple) -> tuple:
     return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
@@ -62,8 +68,7 @@ def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, st
     idx = np.flatnonzero(free)
     if idx.size == 0:
         return idx, np.zeros(0, bool)
-    ys = idx // w
-    xs = idx - ys * w
+    ys, xs = row_col(idx, w)
     zf = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
     ax = np.float32(1.0 / cam.fx)
     ay = np.float32(1.0 / cam.fy)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .camera import PinholeIntrinsics
 from .planes import near_planes
-from .surfaces import crease_pixels, depth_noise, far_edges, smooth_depth, typical_depth
+from .surfaces import crease_pixels, depth_noise, far_edges, row_col, smooth_depth, typical_depth
 
 #: Margin (pixels) around the instances' boxes for the image-wide steps: room for the normals'
 #: stencils (at most 6 px) around the rim.
@@ -77,7 +77,7 @@ def box_slice(box: np.ndarray | None, h: int, w: int, pad: int = 0) -> tuple[int
 
 def rows_cols(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.nonzero`` of a 2D mask, an order of magnitude faster (numpy's 2D nonzero is slow)."""
-    return _row_col(np.flatnonzero(mask), mask.shape[1])
+    return row_col(np.flatnonzero(mask), mask.shape[1])
 
 
 def batch_quantiles(samples: Sequence[np.ndarray], qs: Sequence[float]) -> np.ndarray:
@@ -259,12 +259,6 @@ def crop_to_global(flat: np.ndarray, crop_width: int, y0: int, x0: int, width: i
     return out
 
 
-def _row_col(flat: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """``np.divmod(flat, width)``, faster."""
-    r = flat // width
-    return r, flat - r * width
-
-
 def _in_front_of_core(smooth: np.ndarray, w: int, band: np.ndarray, core: np.ndarray, noise: float,
                       cfg: TrimConfig) -> np.ndarray:
     """Band pixels nearer than the plane of their nearest core pixel extrapolates to.
@@ -280,8 +274,8 @@ def _in_front_of_core(smooth: np.ndarray, w: int, band: np.ndarray, core: np.nda
         gy = (smooth[core + w] - smooth[core - w]) * np.float32(0.5)
         gx[~np.isfinite(gx)] = 0
         gy[~np.isfinite(gy)] = 0
-        dy, dx = _row_col(band, w)
-        qy, qx = _row_col(core, w)
+        dy, dx = row_col(band, w)
+        qy, qx = row_col(core, w)
         expected = z0 + gx * (dx - qx) + gy * (dy - qy)
         margin = expected * cfg.front_tolerance + 0.002 + 3.0 * noise * expected ** 2
         return smooth[band] < expected - margin
@@ -292,7 +286,7 @@ def _on_planes(surface: np.ndarray, w: int, pixels: np.ndarray, cam: PinholeIntr
     """True for ``pixels`` (flat) whose visible point lies on one of the background ``planes``."""
     z = surface[pixels]
     ok = np.isfinite(z)
-    v, u = _row_col(pixels[ok], w)
+    v, u = row_col(pixels[ok], w)
     zo = z[ok]
     pts = np.stack([(u - cam.cx) / cam.fx * zo, -(v - cam.cy) / cam.fy * zo, -zo], axis=1)
     out = np.zeros(pixels.size, bool)
@@ -349,11 +343,9 @@ def _rescue_edge_pixels(labels: np.ndarray, z: np.ndarray, candidates: np.ndarra
                         drop: np.ndarray, cfg: TrimConfig) -> None:
     """Un-``drop`` candidate pixels whose depth lies within their kept 8-neighbours' depth range.
 
-    ``kept`` holds the label of each kept pixel (0 elsewhere): a neighbour counts when it is kept for
-    the pixel's own instance.
-
     Pixels on the far side of a jump or on a crease belong to a kept neighbour of the same instance
-    at their depth. Done for all instances at once, on the few candidate pixels.
+    at their depth. ``kept`` holds the label of each kept pixel (0 elsewhere): a neighbour counts when
+    it is kept for the pixel's own instance. Done for all instances at once, on the few candidates.
     """
     h, w = labels.shape
     ey, ex = rows_cols(candidates)

@@ -15,7 +15,7 @@ from sensor_msgs.msg import PointCloud2, PointField, RegionOfInterest
 
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
 
-from ..core.colors import palette, recolor
+from ..core.colors import palette
 from ..core.pipeline import LiftedObject
 from .conversions import CloudArrays, mono8_to_image, xyzrgb_to_pointcloud2
 
@@ -86,8 +86,7 @@ def annotated_cloud(cloud: PointCloud2, arrays: CloudArrays, groups: Sequence[np
     offsets = _color_byte_offsets(cloud) if arrays.rgb is not None else None
     if offsets is None:
         gray = np.full((len(arrays.xyz), 3), GRAY, np.uint8)
-        return xyzrgb_to_pointcloud2(arrays.xyz, recolor(gray, list(groups)), cloud.header, arrays.width,
-                                     arrays.height)
+        return xyzrgb_to_pointcloud2(arrays.xyz, gray, cloud.header, arrays.width, arrays.height, groups=list(groups))
     fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in cloud.fields]
     out = PointCloud2(header=cloud.header, height=cloud.height, width=cloud.width, fields=fields,
                       is_bigendian=cloud.is_bigendian, point_step=cloud.point_step, row_step=cloud.row_step,
