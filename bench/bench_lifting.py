@@ -12,7 +12,6 @@ machine load; the visible/naive ratio compares medians of the same run.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import hashlib
 import json
@@ -41,6 +40,7 @@ from vizion3d_ros.core.synthetic import (
 from vizion3d_ros.core.zbuffer import depth_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402
 from eval_lifting import make_case, offset_pose  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,33 +210,22 @@ def time_case(case: Case, repeats: int, warmup: int, budget_s: float) -> dict:
 
 
 def machine_info() -> dict:
-    """Where and when the numbers were taken."""
+    """Where and when the numbers were taken: ``_machine.machine_info`` plus OpenCV and the usable CPUs."""
     import cv2
 
+    info = _machine.machine_info()
     try:
-        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True,
-                                text=True, check=False).stdout.strip()
         dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--', 'vizion3d_ros'], cwd=ROOT,
                                     capture_output=True, text=True, check=False).stdout.strip())
     except OSError:
-        commit, dirty = '', False
-    cpu = platform.processor()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        'platform': platform.platform(), 'machine': platform.machine(), 'cpu': cpu,
-        'cpu_count': os.cpu_count(),
+        dirty = False
+    info.update({
+        'machine': platform.machine(),
         'cpus_usable': len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
-        'load_average_at_start': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
-        'python': platform.python_version(), 'numpy': np.__version__, 'cv2': cv2.__version__,
-        'cv2_threads': cv2.getNumThreads(), 'git_commit': commit, 'core_modified_since_commit': dirty,
-    }
+        'load_average_at_start': info['load_average'], 'cv2': cv2.__version__,
+        'cv2_threads': cv2.getNumThreads(), 'core_modified_since_commit': dirty,
+    })
+    return info
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
-from bench_lifting import MODEL, MODES, TUM, Case, time_case, unorganised_cases  # noqa: E402
+from bench_lifting import MODEL, MODES, TUM, Case, _scores, time_case, unorganised_cases  # noqa: E402
 
 from vizion3d_ros.core.synthetic import (  # noqa: E402
     DEFAULT_CAMERA,
@@ -80,10 +80,6 @@ def shelf_masks(scene: Scene, cam) -> tuple[np.ndarray, np.ndarray]:
     seen = exact.reshape(len(exact), -1).any(axis=1)
     exact = exact[seen]
     return exact, dilate_masks(exact, max(1, round(4 * cam.width / DEFAULT_CAMERA.width)))
-
-
-def _scores(k: int) -> np.ndarray:
-    return np.linspace(0.9, 0.5, k)
 
 
 def instance_cases(counts: list[int]) -> list[Case]:
