@@ -85,3 +85,22 @@ def test_rejects_masks_of_the_wrong_size_and_unknown_modes(scene):
         lift_masks(optical_to_gl(points), CAM, masks[:, :100], scores=[1, 1])
     with pytest.raises(ValueError, match='unknown lifting mode'):
         lift_masks(optical_to_gl(points), CAM, masks, scores=[1, 1], mode='magic')
+
+
+@pytest.mark.parametrize('mode', ['visible', 'exclusive', 'naive'])
+def test_a_cloud_prepared_before_the_masks_gives_the_same_groups(scene, mode):
+    """prepare_cloud (run while the model runs) changes nothing but when the work is done."""
+    from vizion3d_ros.core.lifting import LiftConfig, prepare_cloud
+
+    depth, masks, points = scene
+    pts = optical_to_gl(points)
+    noisy = pts * (1 + np.random.default_rng(3).normal(0, 0.002, (len(pts), 1))).astype(np.float32)
+    for cloud in (pts, noisy):
+        direct = lift_masks(cloud, CAM, masks, [0.9, 0.8], mode=mode)
+        prepared = prepare_cloud(cloud, CAM, LiftConfig(mode=mode))
+        assert (prepared.surface is not None) == (mode == 'visible') and prepared.own_pixels == (mode == 'visible')
+        shared = lift_masks(cloud, CAM, masks, [0.9, 0.8], mode=mode, projection=prepared)
+        assert len(shared) == 2 and all(np.array_equal(a, b) for a, b in zip(direct, shared))
+    # prepared for another mode: the visible surface is built on demand, with the same answer
+    other = lift_masks(pts, CAM, masks, [0.9, 0.8], projection=prepare_cloud(pts, CAM, LiftConfig(mode='naive')))
+    assert all(np.array_equal(a, b) for a, b in zip(other, lift_masks(pts, CAM, masks, [0.9, 0.8])))

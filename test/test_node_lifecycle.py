@@ -5,6 +5,8 @@ Every test talks to the real vizion3d_node process through its lifecycle and par
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -387,9 +389,61 @@ def test_deactivate_frees_the_model_and_cleanup_stops_the_worker(ros, model_pt):
         assert node.trigger_deactivate() == ok
         gc.collect()
         assert model() is None, 'the model is still referenced after deactivate'
+        assert not [t for t in threading.enumerate() if t.name.startswith('vizion3d-inference')], \
+            'the inference thread outlived its pipeline'
         assert node.trigger_activate() == ok, 'a second activation loads the model again'
         assert node._pipeline is not None and node.trigger_deactivate() == ok
         assert node.trigger_cleanup() == ok and node.state == 'unconfigured'
         assert not worker.is_alive() and node._objects_pub is None
     finally:
+        node.destroy_node()
+
+
+def test_visualisation_outputs_are_built_only_while_somebody_subscribes(ros, model_pt, tum_msgs, monkeypatch):
+    """The annotated cloud and markers (milliseconds a frame) are skipped without subscribers; objects never."""
+    import time
+
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import PointCloud2
+    from visualization_msgs.msg import MarkerArray
+
+    from vizion3d_ros.msg import ObjectMask3DArray
+    from vizion3d_ros.ros import node as node_module
+
+    built = []
+    real_annotated = node_module.annotated_cloud
+    monkeypatch.setattr(node_module, 'annotated_cloud',
+                        lambda *a, **k: built.append('cloud') or real_annotated(*a, **k))
+    node = node_module.Vizion3DNode(namespace='/outputs', parameter_overrides=[
+        Parameter('model', value=str(model_pt)), Parameter('device', value='cpu'),
+        Parameter('autostart', value=False), Parameter('warmup', value=False)])
+    listener = rclpy.create_node('outputs_listener', namespace='/outputs')
+    got: dict[str, list] = {'objects': [], 'annotated_points': [], 'markers': []}
+    try:
+        ok = TransitionCallbackReturn.SUCCESS
+        assert node.trigger_configure() == ok and node.trigger_activate() == ok
+        markers_built = []
+        real_update = node._markers.update
+        node._markers.update = lambda msg: markers_built.append(1) or real_update(msg)
+        image, info, cloud, _ = tum_msgs
+        listener.create_subscription(ObjectMask3DArray, 'objects', got['objects'].append, 5)
+        node._process(node._pipeline, image, info, cloud, time.monotonic())
+        assert built == [] and markers_built == [], 'built for nobody'
+        listener.create_subscription(PointCloud2, 'annotated_points', got['annotated_points'].append, 5)
+        listener.create_subscription(MarkerArray, 'markers', got['markers'].append, 5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (node._cloud_pub.get_subscription_count() == 0
+                                               or node._markers_pub.get_subscription_count() == 0):
+            time.sleep(0.05)
+        node._process(node._pipeline, image, info, cloud, time.monotonic())
+        assert built == ['cloud'] and markers_built == [1]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (got['annotated_points'] and got['objects']):
+            rclpy.spin_once(listener, timeout_sec=0.1)
+        assert got['objects'], 'objects are published whoever listens'
+        assert got['annotated_points'] and got['annotated_points'][0].width == 640
+    finally:
+        listener.destroy_node()
         node.destroy_node()

@@ -1,4 +1,6 @@
 """FramePipeline on the real TUM frame: real masks lifted onto the real depth cloud."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -44,7 +46,7 @@ def test_tum_chairs_are_lifted_onto_their_masked_points(tum_frame, tum_segmentat
         assert chair.geometry.point_count > 1000
         assert 0.5 < chair.geometry.centroid[2] < 5.0  # metres in front of the camera
     assert [o.id for o in result.objects] == list(range(1, len(result.objects) + 1))
-    assert set(result.timings_ms) == {'inference', 'lifting', 'geometry'}
+    assert set(result.timings_ms) == {'inference', 'alongside', 'lifting', 'geometry'}
 
 
 def test_exclusive_keeps_every_masked_point_of_the_most_confident_object(tum_frame, tum_segmentation):
@@ -94,3 +96,62 @@ def test_default_visible_mode_trims_borders_but_keeps_the_objects(tum_frame, tum
         if e.label == 'chair':
             assert len(v.point_indices) >= 0.7 * len(e.point_indices)
     assert sum(len(v.point_indices) for v in visible) < sum(len(e.point_indices) for e in exclusive)
+
+
+class GatedBackend(PrecomputedBackend):
+    """Segments only once the caller has reached ``gate``: proves the caller's work runs alongside."""
+
+    def __init__(self, seg):
+        super().__init__(seg)
+        self.gate = threading.Event()
+        self.threads = []
+
+    def segment(self, image_rgb):
+        self.threads.append(threading.current_thread())
+        if not self.gate.wait(timeout=10):
+            raise TimeoutError('the caller never ran while the model was running')
+        return self.seg
+
+
+def test_the_cloud_is_prepared_while_the_model_runs(tum_frame, tum_segmentation):
+    cam = tum_frame.camera
+    optical = depth_to_points_optical(tum_frame.depth, cam)
+    backend = GatedBackend(tum_segmentation)
+    pipeline = FramePipeline(backend, lift_mode='exclusive')
+    with pipeline.start(tum_frame.color, cam) as frame:
+        points = optical_to_gl(optical)  # the caller's own preparation, while the backend waits
+        backend.gate.set()
+        result = frame.finish(points, stats_points=optical)
+    assert backend.threads and backend.threads[0] is not threading.current_thread()
+    assert len(result.objects) == len(lift_segmentation(points, cam, tum_segmentation, mode='exclusive'))
+    assert result.timings_ms['inference'] > 0
+    # the same thread serves the next frame
+    backend.gate.set()
+    pipeline.process(tum_frame.color, cam, points)
+    assert backend.threads[1] is backend.threads[0]
+    pipeline.close()
+    assert not backend.threads[0].is_alive()
+
+
+def test_a_frame_rejected_while_the_model_runs_waits_for_it(tum_frame, tum_segmentation):
+    """Leaving the frame early (bad cloud) still waits: the next frame never overlaps this inference."""
+    backend = GatedBackend(tum_segmentation)
+    pipeline = FramePipeline(backend)
+    timer = threading.Timer(0.2, backend.gate.set)
+    timer.start()
+    with pytest.raises(RuntimeError, match='bad cloud'):
+        with pipeline.start(tum_frame.color, tum_frame.camera) as frame:
+            raise RuntimeError('bad cloud')
+    assert backend.gate.is_set() and frame._future.done()
+    pipeline.close()
+
+
+def test_an_inference_error_surfaces_in_finish(tum_frame):
+    class Broken:
+        name = 'broken'
+
+        def segment(self, image_rgb):
+            raise RuntimeError('CUDA out of memory')
+
+    with pytest.raises(RuntimeError, match='out of memory'):
+        FramePipeline(Broken()).process(tum_frame.color, tum_frame.camera, np.zeros((1, 3), np.float32))

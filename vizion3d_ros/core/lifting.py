@@ -23,7 +23,7 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .trimming import TrimConfig, batch_quantiles, box_slice, crop_to_global, rows_cols, trim_spill
+from .trimming import SpillTrim, TrimConfig, batch_quantiles, box_slice, crop_to_global, rows_cols
 from .zbuffer import DepthMap, depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
@@ -60,6 +60,36 @@ class LiftConfig:
     def __post_init__(self) -> None:
         if self.mode not in LIFT_MODES:
             raise ValueError(f'unknown lifting mode {self.mode!r}; expected one of {LIFT_MODES}')
+
+
+@dataclass(frozen=True)
+class PreparedCloud:
+    """What lifting needs of a cloud before any mask is known, computed once (e.g. while the model runs).
+
+    ``surface`` is the visible-depth image of the ``visible`` mode (None for the other modes) and
+    ``own_pixels`` whether the cloud is organised on this camera's pixels (point i on pixel i).
+    """
+
+    projection: Projection
+    config: LiftConfig
+    surface: DepthMap | None = None
+    own_pixels: bool = False
+
+
+def prepare_cloud(points_gl: np.ndarray, cam: PinholeIntrinsics, config: LiftConfig | None = None,
+                  projection: Projection | None = None) -> PreparedCloud:
+    """Project ``points_gl`` and, for the ``visible`` mode, build the visible surface (no masks needed)."""
+    cfg = config or LiftConfig()
+    proj = projection if projection is not None else project_gl(points_gl, cam)
+    if cfg.mode != 'visible':
+        return PreparedCloud(proj, cfg)
+    own_pixels = proj.on_own_pixels()
+    if own_pixels and proj.all_valid and not cfg.splat_radius:
+        # a point on every pixel, in pixel order: the depths already are the z-buffer, with no gaps
+        surface = DepthMap(depth=proj.depth.reshape(cam.height, cam.width), splat_radius=0)
+    else:
+        surface = depth_map(proj.pixels, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
+    return PreparedCloud(proj, cfg, surface, own_pixels)
 
 
 def label_image(masks: np.ndarray, scores: Sequence[float] | np.ndarray,
@@ -109,13 +139,14 @@ def group_by_label(point_ids: np.ndarray, labels: np.ndarray, num_instances: int
 
 def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
                scores: Sequence[float] | np.ndarray, boxes: np.ndarray | None = None,
-               mode: str | None = None, projection: Projection | None = None,
+               mode: str | None = None, projection: Projection | PreparedCloud | None = None,
                config: LiftConfig | None = None) -> list[np.ndarray]:
     """Return, per instance, the ascending uint32 indices of its points.
 
     ``points_gl`` is ``(N, 3)`` in OpenGL camera space; ``masks`` is ``(K, H, W)`` boolean at the
     camera's image size; ``boxes`` (optional) bound each mask and speed painting up. A precomputed
-    ``projection`` of the same points may be passed to share it. ``mode`` overrides ``config.mode``.
+    ``projection`` of the same points (or their :func:`prepare_cloud`) may be passed to share it.
+    ``mode`` overrides ``config.mode``.
     """
     cfg = config or LiftConfig()
     if mode is not None:
@@ -127,7 +158,8 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
     if k == 0:
         return []
     scores = np.asarray(scores, dtype=np.float64)
-    proj = projection if projection is not None else project_gl(points_gl, cam)
+    prepared = projection if isinstance(projection, PreparedCloud) else None
+    proj = prepared.projection if prepared else projection if projection is not None else project_gl(points_gl, cam)
     point_ids = proj.indices
     if cfg.mode == 'naive':
         flat = proj.pixels
@@ -137,20 +169,18 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
     labels = label_image(masks, scores, boxes)
     if cfg.mode == 'exclusive':
         return group_by_label(point_ids, labels.reshape(-1)[proj.pixels], k)
-    return _lift_visible(np.asarray(points_gl), cam, masks, boxes, labels, proj, cfg)
+    if prepared is None or prepared.surface is None or prepared.config.splat_radius != cfg.splat_radius:
+        prepared = prepare_cloud(points_gl, cam, cfg, proj)
+    return _lift_visible(np.asarray(points_gl), cam, masks, boxes, labels, prepared, cfg)
 
 
 def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray, boxes: np.ndarray,
-                  labels: np.ndarray, proj: Projection, cfg: LiftConfig) -> list[np.ndarray]:
+                  labels: np.ndarray, prepared: PreparedCloud, cfg: LiftConfig) -> list[np.ndarray]:
     k = len(masks)
+    proj, dm = prepared.projection, prepared.surface
     # An organised cloud from the camera itself puts point i on pixel i: one point per pixel, each
     # the visible surface there, and the labels of the points are the label image itself.
-    own_pixels = proj.on_own_pixels()
-    if own_pixels and proj.all_valid and not cfg.splat_radius:
-        # a point on every pixel, in pixel order: the depths already are the z-buffer, with no gaps
-        dm = DepthMap(depth=proj.depth.reshape(cam.height, cam.width), splat_radius=0)
-    else:
-        dm = depth_map(proj.pixels, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
+    own_pixels = prepared.own_pixels
     surface = dm.depth
     if own_pixels and dm.splat_radius == 0:
         # every point is the visible surface at its own pixel
@@ -188,14 +218,16 @@ def _trim(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.
     """Trim mask borders that spill off their objects (a dense, camera-viewpoint surface only)."""
     if cfg.edge_band <= 0:
         return
-    # the floor and table tops a mask spills onto: dominant planes of the visible background
+    trim = SpillTrim(labels, masks, boxes, surface, cam,
+                     TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
+                                depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
+                                front_tolerance=cfg.front_tolerance))
+    # (while the trimming's filters run:) the floor and table tops a mask spills onto, dominant planes
+    # of the visible background
     sample = _background_sample(surface, labels, cam)
     support = fit_planes(sample, hypotheses=96, sample=2000, local=64, min_fraction=0.05) \
         if len(sample) > 100 else None
-    trim = TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
-                      depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
-                      front_tolerance=cfg.front_tolerance)
-    trim_spill(labels, masks, boxes, surface, cam, trim, support)
+    trim.finish(support)
 
 
 def _own_pixel_groups(labels: np.ndarray, boxes: np.ndarray, surface: np.ndarray | None) -> list[np.ndarray]:

@@ -120,6 +120,11 @@ def _finite_sample(z: np.ndarray) -> np.ndarray:
     return sub if sub.size else z[np.isfinite(z)]
 
 
+def noise_needs_smoothing(noise: float) -> bool:
+    """Whether depth noise of ``noise`` (sigma / depth**2) is worth smoothing: from 2 mm at 3 m on."""
+    return noise >= 2e-4
+
+
 def smooth_depth(z: np.ndarray, valid: np.ndarray, noise: float,
                  regions: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
     """Edge-preserving smoothing (bilateral, range 3 sigma) of noisy depth; as is when noise-free.
@@ -131,7 +136,7 @@ def smooth_depth(z: np.ndarray, valid: np.ndarray, noise: float,
     """
     import cv2
 
-    if noise < 2e-4 or not valid.any():  # under 2 mm at 3 m: not worth it
+    if not noise_needs_smoothing(noise) or not valid.any():
         return z
     h, w = z.shape
     sigma = 3.0 * noise * typical_depth(z) ** 2

@@ -18,13 +18,14 @@ frame cost a few milliseconds rather than tens.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .camera import PinholeIntrinsics
 from .planes import near_planes
-from .surfaces import crease_pixels, depth_noise, far_edges, row_col, smooth_depth, typical_depth
+from .surfaces import crease_pixels, depth_noise, far_edges, noise_needs_smoothing, row_col, smooth_depth, typical_depth
 
 #: Margin (pixels) around the instances' boxes for the image-wide steps: room for the normals'
 #: stencils (at most 6 px) around the rim.
@@ -110,50 +111,105 @@ def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface
     ``planes`` are dominant background planes (``fit_planes`` rows) whose points are spill. Only ever
     clears pixels of an instance's own label.
     """
-    h, w = labels.shape
-    if len(boxes) == 0:
-        return
-    wide = np.array([box_slice(b, h, w, BOX_PAD) for b in boxes])
-    # everything below works in the window that holds every instance's box
-    y0, x0 = int(wide[:, 0].min()), int(wide[:, 2].min())
-    y1, x1 = int(wide[:, 1].max()), int(wide[:, 3].max())
-    if y1 <= y0 or x1 <= x0:
-        return
-    crops = np.array([box_slice(b, h, w, CROP_PAD) for b in boxes]) - (y0, y0, x0, x0)
-    sub_cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
-    window = np.ascontiguousarray(surface[y0:y1, x0:x1])
-    # the sensor's noise where the objects are (the window is most of the image on close-ups)
-    noise = depth_noise(window, cfg.depth_tolerance)
-    _trim_window(labels[y0:y1, x0:x1], masks[:, y0:y1, x0:x1], crops, window, sub_cam, cfg, planes, noise)
+    SpillTrim(labels, masks, boxes, surface, cam, cfg).finish(planes)
 
 
-def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surface: np.ndarray,
-                 cam: PinholeIntrinsics, cfg: TrimConfig, planes: np.ndarray | None, noise: float) -> None:
+#: One helper thread for the image-wide filters (see SpillTrim), created on first use.
+_FILTER_THREAD: list[ThreadPoolExecutor] = []
+
+
+def _filter_thread() -> ThreadPoolExecutor:
+    if not _FILTER_THREAD:
+        _FILTER_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix='vizion3d-trim'))
+    return _FILTER_THREAD[0]
+
+
+class SpillTrim:
+    """:func:`trim_spill` in two steps, so that the image-wide filters run beside the per-instance work.
+
+    The constructor measures the noise, picks each instance's crease baseline and starts the depth-jump
+    map and the edge-preserving smoothing on a helper thread (OpenCV and numpy release the GIL while
+    they filter); :meth:`finish` runs pass 1 meanwhile and the rest once the filters are done. What the
+    caller does in between (fitting the support planes) overlaps the filters too.
+    """
+
+    def __init__(self, labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
+                 cam: PinholeIntrinsics, cfg: TrimConfig) -> None:
+        self._filtered: Future | None = None
+        h, w = labels.shape
+        if len(boxes) == 0:
+            return
+        wide = np.array([box_slice(b, h, w, BOX_PAD) for b in boxes])
+        # everything below works in the window that holds every instance's box
+        y0, x0 = int(wide[:, 0].min()), int(wide[:, 2].min())
+        y1, x1 = int(wide[:, 1].max()), int(wide[:, 3].max())
+        if y1 <= y0 or x1 <= x0:
+            return
+        self._labels, self._masks = labels[y0:y1, x0:x1], masks[:, y0:y1, x0:x1]
+        self._crops = [tuple(int(c) for c in crop)
+                       for crop in np.array([box_slice(b, h, w, CROP_PAD) for b in boxes]) - (y0, y0, x0, x0)]
+        self._cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
+        self._cfg = cfg
+        window = self._surface = np.ascontiguousarray(surface[y0:y1, x0:x1])
+        # the sensor's noise where the objects are (the window is most of the image on close-ups)
+        self._noise = noise = depth_noise(window, cfg.depth_tolerance)
+        valid = self._valid = np.isfinite(window)
+        # normals from noisy depth need a longer baseline: as long as it takes for the noise over it to
+        # stay small against the pixel spacing (Kinect-like noise at 3 m needs ~4 px)
+        z_far = float(np.max(window, where=valid, initial=0.0))
+        needs_step = 3.0 * noise * z_far * self._cam.fx > 2.0
+        self._steps = [_crease_step(window, crop, noise, self._cam.fx) if needs_step else 2 for crop in self._crops]
+        wh, ww = window.shape
+        # the smoothing is read in the boxes and as far around them as the crease stencils reach
+        reach = [(max(cy0 - st, 0), min(cy1 + st, wh), max(cx0 - st, 0), min(cx1 + st, ww))
+                 for (cy0, cy1, cx0, cx1), st in zip(self._crops, self._steps)]
+        if noise_needs_smoothing(noise):
+            self._filtered = _filter_thread().submit(_filters, window, valid, noise, reach, cfg)
+        else:  # the jump map alone is too short to pay for the hand-over to the thread
+            self._filtered = Future()
+            self._filtered.set_result(_filters(window, valid, noise, reach, cfg))
+
+    def finish(self, planes: np.ndarray | None = None) -> None:
+        """Pass 1 (while the filters run), then passes 2 and 3: clears the spill in ``labels``."""
+        if self._filtered is None:
+            return
+        try:
+            _trim_window(self._labels, self._masks, self._crops, self._steps, self._surface, self._valid,
+                         self._filtered, self._cam, self._cfg, planes, self._noise)
+        finally:
+            wait([self._filtered])  # never leave the helper thread working on this frame
+
+
+def _crease_step(surface: np.ndarray, crop: tuple[int, int, int, int], noise: float, fx: float) -> int:
+    """Baseline (pixels, 2 to 6) of the normals in ``crop``: the noise over it stays below a pixel's spacing."""
+    y0, y1, x0, x1 = crop
+    return int(np.clip(np.ceil(3.0 * noise * typical_depth(surface[y0:y1, x0:x1]) * fx), 2, 6))
+
+
+def _filters(surface: np.ndarray, valid: np.ndarray, noise: float, reach: list[tuple[int, int, int, int]],
+             cfg: TrimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The depth-jump map and the edge-preserving smoothing (noisy depth ruins normals) of the window."""
+    far = far_edges(surface, valid, cfg.depth_tolerance, cfg.depth_tolerance_abs)
+    return far, smooth_depth(surface, valid, noise, reach)
+
+
+def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, int, int, int]], steps: list[int],
+                 surface: np.ndarray, valid: np.ndarray, filtered: Future, cam: PinholeIntrinsics, cfg: TrimConfig,
+                 planes: np.ndarray | None, noise: float) -> None:
     """:func:`trim_spill` on a window of the image (``labels`` and ``masks`` are views into the caller's)."""
     import cv2
 
     h, w = labels.shape
-    valid = np.isfinite(surface)
-    far = far_edges(surface, valid, cfg.depth_tolerance, cfg.depth_tolerance_abs)
-    # normals from noisy depth need a longer baseline: as long as it takes for the noise over it to
-    # stay small against the pixel spacing (Kinect-like noise at 3 m needs ~4 px)
-    z_far = float(np.max(surface, where=valid, initial=0.0))
-    needs_step = 3.0 * noise * z_far * cam.fx > 2.0
     borders: list[_Border] = []
-    for i, crop in enumerate(crops):
-        b = _border(labels, masks[i], surface, valid, cam, cfg, i, tuple(int(c) for c in crop),
-                    noise if needs_step else 0.0)
+    for i, (crop, step) in enumerate(zip(crops, steps)):
+        b = _border(labels, masks[i], surface, cam, cfg, i, crop, step)
         if b is not None:
             borders.append(b)
     if not borders:
         return
     _set_core_depths(borders)
+    far, smooth = filtered.result()
     # pass 2, for the border pixels of all instances at once
-    # edge-preserving smoothing (the sensor's noise ruins normals; a no-op on noise-free depth)
-    # (only where it is read: the boxes and the crease stencils' reach around them)
-    reach = [(max(y0 - b.step, 0), min(y1 + b.step, h), max(x0 - b.step, 0), min(x1 + b.step, w))
-             for b in borders for y0, y1, x0, x1 in [b.box]]
-    smooth = smooth_depth(surface, valid, noise, reach)
     crease = np.zeros(h * w, bool)
     for step in sorted({b.step for b in borders}):
         group = [b for b in borders if b.step == step]
@@ -184,9 +240,8 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: np.ndarray, surfa
     labels[drop] = 0
 
 
-def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, valid: np.ndarray,
-            cam: PinholeIntrinsics, cfg: TrimConfig, i: int, box: tuple[int, int, int, int],
-            noise: float) -> _Border | None:
+def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, cam: PinholeIntrinsics,
+            cfg: TrimConfig, i: int, box: tuple[int, int, int, int], step: int) -> _Border | None:
     """Pass 1 for instance ``i``: core, band, rim and each band pixel's nearest core pixel."""
     import cv2
 
@@ -218,9 +273,6 @@ def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, vali
     # input in raster order, so label n is the n-th core pixel of np.flatnonzero
     _, nearest = cv2.distanceTransformWithLabels((~core).view(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
-    step = 2
-    if noise > 0:
-        step = int(np.clip(np.ceil(3.0 * noise * typical_depth(surface[y0:y1, x0:x1]) * cam.fx), 2, 6))
     _, _, mw, mh = cv2.boundingRect(m8)
     return _Border(index=i, box=box, region=region, core=core, rim=rim, core_z=core_z,
                    step=step, size_px=max(mw, mh), core_crop=core_crop,

@@ -322,6 +322,7 @@ class Vizion3DNode(LifecycleNode):
         self._class_names = None
         if pipeline is not None:
             from ..core.segmentation.ultralytics_backend import release_model
+            pipeline.close()  # its inference thread
             del pipeline
             release_model(self._model_path, self.device)
             self.model_name = self.device = ''
@@ -480,12 +481,14 @@ class Vizion3DNode(LifecycleNode):
         except MessageFormatError as exc:
             raise FrameRejectedError('bad_cloud', f'points: {exc}') from exc
         xyz = cloud_arrays.xyz
-        transform = self._frames.resolve(image.header.frame_id, cloud.header.frame_id, cloud.header.stamp,
-                                         self._cloud_to_camera(s), s.tf_timeout)
-        points_gl = cloud_to_camera_gl(xyz, transform)
         self._apply_runtime_settings(pipeline, s)
         t1 = time.perf_counter()
-        result = pipeline.process(rgb, model.intrinsics, points_gl, stats_points=xyz)
+        # the model runs on the pipeline's thread while this one looks up the TF, moves the cloud into
+        # the camera and projects it; leaving the block waits for the model whatever happened
+        with pipeline.start(rgb, model.intrinsics) as frame:
+            transform = self._frames.resolve(image.header.frame_id, cloud.header.frame_id, cloud.header.stamp,
+                                             self._cloud_to_camera(s), s.tf_timeout)
+            result = frame.finish(cloud_to_camera_gl(xyz, transform), stats_points=xyz)
         t2 = time.perf_counter()
         sending = self._send_outputs(result, rgb, image, cloud, cloud_arrays, model.intrinsics, s)
         self._gate.accept(frame_ns)
@@ -493,6 +496,7 @@ class Vizion3DNode(LifecycleNode):
         now = time.monotonic()
         self.stats.count_output(now)
         timings = {'conversion': (t1 - t0) * 1e3, 'inference': result.timings_ms['inference'],
+                   'alongside': result.timings_ms['alongside'],
                    'lifting': result.timings_ms['lifting'], 'geometry': result.timings_ms['geometry'],
                    'publishing': (t3 - t2) * 1e3,
                    'end_to_end': (now - synced_at) * 1e3}
@@ -522,14 +526,17 @@ class Vizion3DNode(LifecycleNode):
             intrinsics.width, intrinsics.height, self.model_name,
             xyz=cloud_arrays.xyz if s.publish_object_clouds else None, rgb=cloud_arrays.rgb)
         send(self._objects_pub, msg)
-        if s.publish_annotated_cloud:
+        # the other outputs (a 5 MB cloud for a VGA frame, markers, images) are for eyes and other tools:
+        # built only while somebody subscribes (volatile topics: a later subscriber gets the next frame)
+        if s.publish_annotated_cloud and _listened(self._cloud_pub):
             send(self._cloud_pub, annotated_cloud(cloud, cloud_arrays, [o.point_indices for o in result.objects]))
-        self._markers.lifetime_s = s.marker_lifetime
-        send(self._markers_pub, self._markers.update(msg))
-        self._marker_frame = msg.header.frame_id
-        if self._detections_pub is not None:
+        if _listened(self._markers_pub):
+            self._markers.lifetime_s = s.marker_lifetime
+            send(self._markers_pub, self._markers.update(msg))
+            self._marker_frame = msg.header.frame_id
+        if self._detections_pub is not None and _listened(self._detections_pub):
             send(self._detections_pub, to_detection3d_array(msg))
-        if s.publish_debug_image:
+        if s.publish_debug_image and _listened(self._debug_pub):
             send(self._debug_pub, rgb_to_image(render_overlay(rgb, result.objects), image.header))
         return sending
 
@@ -607,6 +614,10 @@ class Vizion3DNode(LifecycleNode):
         """Release everything before the node's handles go away."""
         self.release()
         super().destroy_node()
+
+
+def _listened(pub) -> bool:
+    return pub.get_subscription_count() > 0
 
 
 def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
