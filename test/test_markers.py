@@ -1,16 +1,19 @@
 """RViz markers of ObjectMask3DArray: oriented box wireframes, labels, bounded ids and deletions."""
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
-from visualization_msgs.msg import Marker
+from visualization_msgs.msg import Marker, MarkerArray
 
 from vizion3d_ros.core.colors import distinct_color
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
-from vizion3d_ros.ros.markers import ObjectMarkers
+from vizion3d_ros.ros import messages
+from vizion3d_ros.ros.markers import ObjectMarkers, box_edge_points
 
 
 def axis_angle(axis, angle):
@@ -169,3 +172,50 @@ def test_invalid_settings_are_refused():
         ObjectMarkers(text_height=0)
     with pytest.raises(ValueError):
         ObjectMarkers(lifetime_s=-1)
+
+
+def test_box_edge_points_of_a_stack_are_those_of_each_box():
+    rng = np.random.default_rng(3)
+    n = 50
+    centers, sizes = rng.normal(size=(n, 3)) * 5, rng.random((n, 3))
+    rots = np.stack([axis_angle(rng.normal(size=3), rng.uniform(-4, 4))[1] for _ in range(n)])
+    stacked = box_edge_points(centers, rots, sizes)
+    assert stacked.shape == (n, 24, 3)
+    for k in range(n):  # bit for bit: the markers of a frame are built from one stacked call
+        assert stacked[k].tobytes() == box_edge_points(centers[k], rots[k], sizes[k]).tobytes()
+    assert box_edge_points(np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros((0, 3))).shape == (0, 24, 3)
+
+
+def _random_objects(rng, n):
+    objs = []
+    for _ in range(n):
+        q, _ = axis_angle(rng.normal(size=3), rng.uniform(-4, 4))
+        objs.append(make_obj(class_id=int(rng.integers(0, 80)), center=rng.normal(size=3), size=rng.random(3), quat=q))
+    return objs
+
+
+def test_markers_are_the_same_through_both_fill_paths_and_serialise(monkeypatch):
+    objs = _random_objects(np.random.default_rng(4), 6) + [make_obj(size=(0, 0, 0)), make_obj(quat=(0, 0, 0, 0))]
+    frame = make_array(objs)
+    fast = ObjectMarkers(lifetime_s=0.3).update(frame)
+    real = messages._layout  # now through the constructors, as with ROS_PYTHON_CHECK_FIELDS=1
+    monkeypatch.setattr(messages, '_layout', lambda cls: dataclasses.replace(real(cls), direct=False))
+    slow = ObjectMarkers(lifetime_s=0.3).update(frame)
+    assert fast == slow and len(fast.markers) == 15
+
+    def round_trip(arr):
+        return deserialize_message(serialize_message(arr), MarkerArray)
+
+    assert round_trip(fast) == round_trip(slow)
+    box = by_ns(fast, 'vizion3d/boxes')[0]
+    assert all(type(v) is float for p in box.points for v in (p.x, p.y, p.z))
+    assert box.pose == Pose() and box.scale == Vector3(x=0.01) and box.text == '' and box.colors == []
+
+
+def test_markers_do_not_share_what_they_carry():
+    arr = ObjectMarkers().update(make_array([make_obj(), make_obj(center=(0, 0, 1))]))
+    subs = [getattr(m, f) for m in arr.markers for f in ('pose', 'scale', 'color', 'lifetime', 'points')]
+    subs += [m.pose.position for m in arr.markers] + [p for m in arr.markers for p in m.points]
+    assert len({id(s) for s in subs}) == len(subs)
+    arr.markers[0].color.r = 0.5
+    assert arr.markers[1].color.r != 0.5

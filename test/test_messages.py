@@ -2,15 +2,22 @@
 from __future__ import annotations
 
 import array
+import dataclasses
+import math
 
 import numpy as np
 import pytest
+from geometry_msgs.msg import Point, Quaternion
+from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
 
 from vizion3d_ros.core.colors import palette
 from vizion3d_ros.core.geometry import object_geometry
 from vizion3d_ros.core.pipeline import LiftedObject
+from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
+from vizion3d_ros.ros import messages
 from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, xyzrgb_to_pointcloud2
 from vizion3d_ros.ros.messages import GRAY, annotated_cloud, objects_to_array_msg, uint32_array
 
@@ -116,3 +123,91 @@ def test_annotated_cloud_without_colour_is_gray_with_objects_painted(cloud_xyz_r
     assert (out.rgb[[7, 8]] == palette(1)[0]).all()
     assert (np.delete(out.rgb, [7, 8], axis=0) == GRAY).all()
     assert (out.xyz.shape, out.organized) == (xyz.shape, True)
+
+
+# ----------------------------------------------------------------------------- fill / points
+
+def _fields_of(msg) -> dict:
+    return {f: getattr(msg, f) for f in type(msg).get_fields_and_field_types()}
+
+
+@pytest.fixture(params=['direct', 'constructor'])
+def fill_path(request, monkeypatch):
+    """Run a test through both paths of messages.fill: slot writes and the constructor fallback."""
+    if request.param == 'constructor':
+        real = messages._layout
+        monkeypatch.setattr(messages, '_layout', lambda cls: dataclasses.replace(real(cls), direct=False))
+    return request.param
+
+
+@pytest.mark.parametrize('ref', [
+    Point(x=1.5, y=-2.0, z=float('inf')),
+    Marker(header=Header(frame_id='f'), ns='n', id=3, type=Marker.LINE_LIST, points=[Point(x=1.0)], text='t'),
+    PointCloud2(height=2, width=3, fields=[PointField(name='x')], data=b'\x01\x02', is_dense=True),
+    ObjectMask3D(id=4, label='cup', bbox_2d=np.arange(4, dtype=np.float32), point_indices=array.array('I', [5, 6])),
+], ids=lambda m: type(m).__name__)
+def test_fill_builds_what_the_constructor_builds(ref, fill_path):
+    values = _fields_of(ref)
+    msg = messages.fill(type(ref), **values)
+    assert type(msg) is type(ref) and msg == ref
+    if fill_path == 'direct':
+        assert all(getattr(msg, f) is v for f, v in values.items())  # stored as given (no setter copies)
+    back = deserialize_message(serialize_message(msg), type(ref))  # the C conversion reads the slots
+    assert back == ref
+    assert repr(msg) == repr(ref)
+
+
+def test_fill_wants_every_field_and_only_fields():
+    with pytest.raises(TypeError, match=r"missing \['z'\]"):
+        messages.fill(Point, x=1.0, y=2.0)
+    with pytest.raises(TypeError, match=r"unknown \['w'\]"):
+        messages.fill(Point, x=1.0, y=2.0, w=3.0)
+
+
+def test_fill_uses_the_constructor_where_fields_are_checked():
+    layout = messages._layout(Point)
+    assert layout.direct == (not Point()._check_fields)  # ROS_PYTHON_CHECK_FIELDS=1 keeps the assertions
+    assert layout.slots == ('_x', '_y', '_z')
+
+
+def test_points_match_point_messages(fill_path):
+    rows = np.random.default_rng(0).normal(size=(30, 3)).tolist() + [[float('inf'), -0.0, float('nan')]]
+    pts = messages.points(rows)
+    assert [(p.x, p.y, p.z) for p in pts[:-1]] == [tuple(r) for r in rows[:-1]]
+    assert pts[:-1] == [Point(x=x, y=y, z=z) for x, y, z in rows[:-1]]
+    assert math.isinf(pts[-1].x) and math.copysign(1, pts[-1].y) < 0 and math.isnan(pts[-1].z)
+    assert messages.points([]) == []
+    assert len({id(p) for p in pts}) == len(pts)
+
+
+def test_objects_message_survives_serialisation(cloud_xyz_rgb, fill_path):
+    xyz, rgb = cloud_xyz_rgb
+    empty = dataclasses.replace(_object(1, np.array([], np.int64), xyz), mask=np.zeros((H, W), bool))
+    objs = [_object(0, np.array([1, 2, 9]), xyz), empty]
+    header = Header(frame_id='cam')
+    for kw in ({}, {'xyz': xyz, 'rgb': rgb}):
+        msg = objects_to_array_msg(objs, header, header, W, H, W, H, 'm.pt', **kw)
+        back = deserialize_message(serialize_message(msg), ObjectMask3DArray)
+        for o in msg.objects:
+            o.confidence = float(np.float32(o.confidence))  # a float32 field
+        assert back == msg
+        assert msg.objects[0].bbox_3d_center.orientation == Quaternion()  # identity, as Pose() has
+        assert msg.objects[1].mask.height == 0 and len(msg.objects[1].point_indices) == 0
+
+
+@pytest.mark.parametrize('big_endian,pad', [(False, 0), (True, 0), (False, 8), (True, 3)])
+def test_annotated_cloud_paints_later_groups_over_earlier(cloud_xyz_rgb, big_endian, pad):
+    xyz, rgb = cloud_xyz_rgb
+    cloud = _packed_cloud(xyz, rgb, big_endian, name='rgba', pad=pad, alpha=0x5A)
+    groups = [np.arange(W * H, dtype=np.uint32), np.array([7, 7, 3], np.int64), np.array([3])]
+    out = annotated_cloud(cloud, pointcloud2_to_arrays(cloud), groups)
+    got = pointcloud2_to_arrays(out).rgb
+    pal = palette(3)
+    assert (got[3] == pal[2]).all() and (got[7] == pal[1]).all()
+    assert (np.delete(got, [3, 7], axis=0) == pal[0]).all()
+    end = '>' if big_endian else '<'
+    rows = np.frombuffer(out.data, np.uint8)[:H * (W * 24 + pad)].reshape(H, -1)[:, :W * 24].reshape(-1, 24)
+    assert (rows[:, 16:20].copy().view(end + 'u4')[:, 0] >> 24 == 0x5A).all()  # alpha kept
+    assert bytes(out.data)[W * 24:W * 24 + pad] == bytes(cloud.data)[W * 24:W * 24 + pad]  # padding kept
+    assert out.data is not cloud.data and out.fields[0] is not cloud.fields[0]
+    assert out == deserialize_message(serialize_message(out), PointCloud2)
