@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .camera import PinholeIntrinsics, Projection, project_gl
+from .camera import PinholeIntrinsics, Projection
 from .geometry import ObjectGeometry, object_geometry
 from .lifting import LiftConfig, PreparedCloud, lift_masks, prepare_cloud
 from .segmentation.base import Segmentation, SegmentationBackend
@@ -71,8 +71,6 @@ def lift_groups(points_gl: np.ndarray, cam: PinholeIntrinsics, seg: Segmentation
     ``projection``: ``project_gl(points_gl, cam)`` or ``prepare_cloud(...)`` when the caller already has it.
     """
     ranked = seg if _is_sorted(seg.scores) else seg.sorted()
-    if projection is None:
-        projection = project_gl(points_gl, cam)
     return ranked, lift_masks(points_gl, cam, ranked.masks, ranked.scores, ranked.boxes, mode=mode,
                               projection=projection, config=config)
 

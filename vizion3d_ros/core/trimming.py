@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import cache
 
 import numpy as np
 
@@ -114,14 +115,10 @@ def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface
     SpillTrim(labels, masks, boxes, surface, cam, cfg).finish(planes)
 
 
-#: One helper thread for the image-wide filters (see SpillTrim), created on first use.
-_FILTER_THREAD: list[ThreadPoolExecutor] = []
-
-
+@cache
 def _filter_thread() -> ThreadPoolExecutor:
-    if not _FILTER_THREAD:
-        _FILTER_THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix='vizion3d-trim'))
-    return _FILTER_THREAD[0]
+    """The one helper thread for the image-wide filters (see SpillTrim), created on first use."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix='vizion3d-trim')
 
 
 class SpillTrim:
