@@ -33,7 +33,7 @@ from .surfaces import crease_pixels, depth_noise, far_edges, noise_needs_smoothi
 BOX_PAD = 8
 #: Margin around one instance's box for its own steps, which look one pixel past the mask's rim.
 CROP_PAD = 2
-_NEIGHBOURS_4 = ((0, 1), (0, -1), (1, 0), (-1, 0))
+_DY4, _DX4 = np.array([0, 0, 1, -1])[:, None], np.array([1, -1, 0, 0])[:, None]  # the 4-neighbours
 
 
 @dataclass(frozen=True)
@@ -373,7 +373,7 @@ def _keep_connected(mask_full: np.ndarray, surface: np.ndarray, far_full: np.nda
         # spill runs on outside along most of its contact with the mask's edge; an object part
         # only where a jump or crease line has a gap
         cy, cx = rows_cols(rest & b.rim)  # rest pixels on the mask's edge
-        leaks = _runs_on_outside(zc, mask, crease | far, cy, cx, cfg)
+        leaks = _runs_on_outside(zc, mask, crease, far, cy, cx, cfg)
         n_leak = np.bincount(comp2[cy[leaks], cx[leaks]], minlength=n2)
         n_contact = np.bincount(comp2[cy, cx], minlength=n2)
         good = ~((n_leak >= 2) & (n_leak >= 0.3 * n_contact))
@@ -415,23 +415,23 @@ def _rescue_edge_pixels(labels: np.ndarray, z: np.ndarray, candidates: np.ndarra
     drop[ey[ok], ex[ok]] = False
 
 
-def _runs_on_outside(z: np.ndarray, mask: np.ndarray, cuts: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                     cfg: TrimConfig) -> np.ndarray:
+def _runs_on_outside(z: np.ndarray, mask: np.ndarray, crease: np.ndarray, far: np.ndarray, ys: np.ndarray,
+                     xs: np.ndarray, cfg: TrimConfig) -> np.ndarray:
     """For mask pixels ``(ys, xs)``: does their surface run on smoothly outside the mask.
 
-    Smoothly means into a 4-neighbour outside the mask, without a jump or crease between them.
+    Smoothly means into a 4-neighbour outside the mask, without a jump or crease (``far``, ``crease``)
+    between them. The four neighbours of all pixels are gathered at once, ``(4, n)``.
     """
     h, w = z.shape
-    out = np.zeros(ys.size, bool)
     if ys.size == 0:
-        return out
+        return np.zeros(0, bool)
     z0 = z[ys, xs]
     tol = z0 * cfg.depth_tolerance + cfg.depth_tolerance_abs
-    free = ~cuts[ys, xs]
+    free = ~(crease[ys, xs] | far[ys, xs])
+    ny = np.minimum(np.maximum(ys + _DY4, 0), h - 1)
+    nx = np.minimum(np.maximum(xs + _DX4, 0), w - 1)
+    zn = z[ny, nx]
     with np.errstate(invalid='ignore'):
-        for dy, dx in _NEIGHBOURS_4:
-            ny = np.minimum(np.maximum(ys + dy, 0), h - 1)
-            nx = np.minimum(np.maximum(xs + dx, 0), w - 1)
-            zn = z[ny, nx]
-            out |= free & ~mask[ny, nx] & ~cuts[ny, nx] & np.isfinite(zn) & (np.abs(zn - z0) <= tol)
-    return out
+        smooth = np.abs(zn - z0) <= tol  # False for NaN and inf neighbours (and inf - inf)
+    smooth &= ~(mask[ny, nx] | crease[ny, nx] | far[ny, nx])
+    return free & smooth.any(axis=0)
