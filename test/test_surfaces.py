@@ -38,6 +38,23 @@ def test_creases_are_found_where_floor_meets_wall_and_nowhere_else():
     assert idx.size > 1000 and not hit.any()
 
 
+def test_crease_test_on_a_part_of_the_image_gives_the_whole_images_answers_there():
+    # an 80 deg threshold just under the floor-wall angle: rays taken from the part's own pixel numbers
+    # (origin ignored) shear the floor by ~15 deg and lose the crease, so the origin must be used
+    transposed = PinholeIntrinsics(fx=CAM.fy, fy=CAM.fx, cx=CAM.cy, cy=CAM.cx, width=CAM.height, height=CAM.width)
+    for z, cam in ((floor_meets_wall(), CAM), (np.ascontiguousarray(floor_meets_wall().T), transposed)):
+        blocked = ~np.isfinite(z)
+        where = np.zeros(z.shape, bool)
+        where[z.shape[0] // 2:, z.shape[1] // 2:] = True  # the floor-wall line lies in it
+        idx, hit = crease_pixels(z, cam, blocked, 3, 80.0, where)
+        y0, x0 = z.shape[0] // 2 - 4, z.shape[1] // 2 - 4  # 3 px + 1 before `where`, to the image's far edges
+        pidx, phit = crease_pixels(z[y0:, x0:], cam, blocked[y0:, x0:], 3, 80.0, where[y0:, x0:], origin=(y0, x0))
+        rows, cols = np.divmod(pidx, z.shape[1] - x0)
+        np.testing.assert_array_equal((rows + y0) * z.shape[1] + cols + x0, idx)
+        np.testing.assert_array_equal(phit, hit)
+        assert hit.any() and not hit.all()
+
+
 def test_crease_test_can_be_disabled_and_limited():
     z = floor_meets_wall()
     idx, hit = crease_pixels(z, CAM, ~np.isfinite(z), 2, 180.0, np.ones(z.shape, bool))

@@ -46,13 +46,15 @@ def far_edges(z: np.ndarray, valid: np.ndarray, jump_rel: float = 0.03, jump_abs
 
 
 def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, step: int, crease_deg: float,
-                  where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  where: np.ndarray, origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Crease test at the pixels of ``where``: ``(flat indices tested, True where creased)``.
 
     A pixel is a crease when its forward and backward normals (``step`` px stencils) differ by more than
     ``crease_deg``: on a plane both are equal whatever the viewing angle; at a kink they take the two
     sides' normals. Stencils that touch a ``blocked`` pixel (a depth jump, no depth) claim nothing, and
     neither do pixels within ``step`` of the image's edge. ``crease_deg >= 180`` disables the test.
+    ``origin`` is the ``(row, column)`` of the arrays' first pixel in the image ``cam`` describes, so
+    that a caller may pass a part of that image (indices stay those of the part).
     """
     import cv2
 
@@ -69,6 +71,8 @@ def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, st
     if idx.size == 0:
         return idx, np.zeros(0, bool)
     ys, xs = row_col(idx, w)
+    ys += origin[0]
+    xs += origin[1]
     zf = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
     ax = np.float32(1.0 / cam.fx)
     ay = np.float32(1.0 / cam.fy)

@@ -208,6 +208,7 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
     far, smooth = filtered.result()
     # pass 2, for the border pixels of all instances at once
     crease = np.zeros(h * w, bool)
+    blocked = far | ~valid
     for step in sorted({b.step for b in borders}):
         group = [b for b in borders if b.step == step]
         # the bands (and one pixel around them: bands lie 2 px inside their crops) and the masks' rims
@@ -217,8 +218,14 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
         for b in group:
             by0, by1, bx0, bx1 = b.box
             where[by0:by1, bx0:bx1] |= b.rim
-        idx, hit = crease_pixels(smooth, cam, far | ~valid, step, cfg.crease_deg, where)
-        crease[idx] = hit
+        # tested in the part of the window around the group's crops: as far as the stencils reach and
+        # one pixel more, so that only the window's own edges are edges to the test
+        boxes = np.array([b.box for b in group])
+        y0, x0 = max(int(boxes[:, 0].min()) - step - 1, 0), max(int(boxes[:, 2].min()) - step - 1, 0)
+        y1, x1 = min(int(boxes[:, 1].max()) + step + 1, h), min(int(boxes[:, 3].max()) + step + 1, w)
+        part = np.s_[y0:y1, x0:x1]
+        idx, hit = crease_pixels(smooth[part], cam, blocked[part], step, cfg.crease_deg, where[part], (y0, x0))
+        crease[crop_to_global(idx, x1 - x0, y0, x0, w)] = hit
     crease = crease.reshape(h, w) & valid & ~far
     band = np.concatenate([b.band_flat for b in borders])
     front = np.zeros(h * w, bool)
