@@ -180,7 +180,10 @@ class SpillTrim:
 def _crease_step(surface: np.ndarray, crop: tuple[int, int, int, int], noise: float, fx: float) -> int:
     """Baseline (pixels, 2 to 6) of the normals in ``crop``: the noise over it stays below a pixel's spacing."""
     y0, y1, x0, x1 = crop
-    return int(np.clip(np.ceil(3.0 * noise * typical_depth(surface[y0:y1, x0:x1]) * fx), 2, 6))
+    z = typical_depth(surface[y0:y1, x0:x1])
+    if not np.isfinite(z):
+        return 2  # no depth in the crop (a mask over a sensor hole): nothing there to test anyway
+    return int(np.clip(np.ceil(3.0 * noise * z * fx), 2, 6))
 
 
 def _filters(surface: np.ndarray, valid: np.ndarray, noise: float, reach: list[tuple[int, int, int, int]],
