@@ -103,6 +103,25 @@ def test_annotated_cloud_repaints_only_grouped_points(cloud_xyz_rgb, big_endian,
     np.testing.assert_array_equal(pointcloud2_to_arrays(cloud).rgb, rgb)  # the input is left as it was
 
 
+def test_annotated_cloud_in_place_paints_the_inputs_own_buffer(cloud_xyz_rgb):
+    xyz, rgb = cloud_xyz_rgb
+    cloud = _packed_cloud(xyz, rgb)
+    before = cloud.data
+    out = annotated_cloud(cloud, pointcloud2_to_arrays(cloud), [np.array([5, 6])], in_place=True)
+    assert out.data is before and cloud.data is before  # no copy
+    expected = rgb.copy()
+    expected[[5, 6]] = palette(1)[0]
+    np.testing.assert_array_equal(pointcloud2_to_arrays(out).rgb, expected)
+    np.testing.assert_array_equal(pointcloud2_to_arrays(out).xyz, xyz)
+    # an input that does not own a writable array is copied as before
+    frozen = _packed_cloud(xyz, rgb)
+    raw = bytes(frozen.data)
+    frozen._data = raw  # as a message built around immutable bytes would hold them
+    out = annotated_cloud(frozen, pointcloud2_to_arrays(frozen), [np.array([5, 6])], in_place=True)
+    assert frozen.data is raw and bytes(frozen.data) == raw
+    np.testing.assert_array_equal(pointcloud2_to_arrays(out).rgb, expected)
+
+
 def test_annotated_cloud_keeps_alpha_of_rgba(cloud_xyz_rgb):
     xyz, rgb = cloud_xyz_rgb
     cloud = _packed_cloud(xyz, rgb, name='rgba', alpha=0xAB)

@@ -156,19 +156,24 @@ def _color_byte_offsets(cloud: PointCloud2) -> tuple[int, int, int] | None:
     return (off + 1, off + 2, off + 3) if cloud.is_bigendian else (off + 2, off + 1, off)
 
 
-def annotated_cloud(cloud: PointCloud2, arrays: CloudArrays, groups: Sequence[np.ndarray]) -> PointCloud2:
+def annotated_cloud(cloud: PointCloud2, arrays: CloudArrays, groups: Sequence[np.ndarray],
+                    in_place: bool = False) -> PointCloud2:
     """The input cloud with the points of group k painted in ``distinct_color(k)``, everything else as it was.
 
     A cloud with a packed colour field is copied as it is (one memcpy of its bytes, every field and the
     layout kept) and only the grouped points' R, G, B bytes are rewritten, later groups over earlier
-    ones; the alpha byte of ``rgba`` stays. A cloud without colour becomes x, y, z, rgb with the
-    ungrouped points grey.
+    ones; the alpha byte of ``rgba`` stays. ``in_place`` paints the input's own buffer instead (which
+    the result then shares): for a caller done with the input's colours, it saves copying the cloud
+    (4.9 MB for VGA). A cloud without colour becomes x, y, z, rgb with the ungrouped points grey.
     """
     offsets = _color_byte_offsets(cloud) if arrays.rgb is not None else None
     if offsets is None:
         gray = np.full((len(arrays.xyz), 3), GRAY, np.uint8)
         return xyzrgb_to_pointcloud2(arrays.xyz, gray, cloud.header, arrays.width, arrays.height, groups=list(groups))
-    data = array.array('B', cloud.data)  # the copy (one memcpy) the data setter would make
+    if in_place and isinstance(cloud.data, array.array) and cloud.data.typecode == 'B':
+        data = cloud.data  # what the generated class stores for uint8[]: writable
+    else:
+        data = array.array('B', cloud.data)  # the copy (one memcpy) the data setter would make
     _paint(data, cloud, max(int(arrays.width), 1), offsets, groups)
     fields = [fill(PointField, name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
               for f in cloud.fields]

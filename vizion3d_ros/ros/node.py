@@ -529,7 +529,10 @@ class Vizion3DNode(LifecycleNode):
         # the other outputs (a 5 MB cloud for a VGA frame, markers, images) are for eyes and other tools:
         # built only while somebody subscribes (volatile topics: a later subscriber gets the next frame)
         if s.publish_annotated_cloud and _listened(self._cloud_pub):
-            send(self._cloud_pub, annotated_cloud(cloud, cloud_arrays, [o.point_indices for o in result.objects]))
+            # painted into the received cloud itself: nothing reads its colours after this (the objects
+            # message, built above, holds copies), and the synchroniser never hands a cloud out twice
+            send(self._cloud_pub, annotated_cloud(cloud, cloud_arrays, [o.point_indices for o in result.objects],
+                                                  in_place=True))
         if _listened(self._markers_pub):
             self._markers.lifetime_s = s.marker_lifetime
             send(self._markers_pub, self._markers.update(msg))
