@@ -5,6 +5,7 @@ import datetime
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,10 +26,37 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
+def speed_probe(repeats: int = 9) -> float:
+    """Median ms of a fixed single-threaded numpy workload: how fast this machine runs right now.
+
+    The machines are shared and their speed swings by up to ~1.5x from one hour to the next, so a run's
+    own numbers cannot say whether a slow result is the code or the machine; the same probe recorded
+    with every run can. The mix is that of the lifting code: large-array passes (sort, elementwise
+    arithmetic, boolean masks) and many calls on small arrays, where numpy's per-call cost dominates.
+    No BLAS and no OpenCV, whose thread counts differ between processes.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    big = rng.random(300_000, dtype=np.float32)
+    small = rng.random(1000, dtype=np.float32)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.sort(big)
+        m = (big * np.float32(2.0) + np.float32(1.0)) > np.float32(2.0)
+        np.flatnonzero(m)
+        for _ in range(300):
+            np.count_nonzero((small * np.float32(3.0)) < np.float32(1.0))
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
 def machine_info() -> dict:
-    """Platform, CPU model and count, load average, memory, Python/numpy versions, date and git commit."""
+    """Platform, CPU, load average, memory, versions, date, git commit and :func:`speed_probe` now."""
     import numpy
     return {
+        'speed_probe_ms': round(speed_probe(), 2),
         'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
         'platform': platform.platform(), 'cpu': _cpu_model(), 'cpu_count': os.cpu_count(),
         'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from _machine import machine_info
+from _machine import machine_info, speed_probe
 from _node_io import NodeRun, cpu_seconds
 from soak import DEFAULT_MODEL, SoakClient, _wait, build_frames, rss_mb
 
@@ -282,6 +282,7 @@ def run(cfg: Config, log=print) -> dict:
         runs = [run_one(cfg, imgsz, frames, log_dir, log) for imgsz in cfg.imgsz]
     finally:
         rclpy.try_shutdown()
+    machine['speed_probe_ms_after'] = round(speed_probe(), 2)  # did the machine change speed during the run
     result = {'name': NAME, 'machine': machine, 'config': asdict(cfg), 'frame': frame_name,
               'targets': targets(runs), 'runs': runs}
     (out / f'{NAME}.json').write_text(json.dumps(result, indent=1))
@@ -329,6 +330,14 @@ STAGE_TEXT = {
 }
 
 
+def _probe_text(m: dict) -> str:
+    before, after = m.get('speed_probe_ms'), m.get('speed_probe_ms_after')
+    if before is None:
+        return ''
+    return (f"; speed probe {before:.1f} ms before{f' and {after:.1f} ms after' if after is not None else ''} "
+            'the run (`bench/_machine.py`; lower is faster, it compares machines and hours)')
+
+
 def markdown(r: dict) -> str:
     """The ``## `` section for docs/BENCHMARKS.md."""
     m, c = r['machine'], r['config']
@@ -341,7 +350,7 @@ def markdown(r: dict) -> str:
         "(reliable QoS) from the benchmark process, which also receives the outputs. "
         f"{m['date']}, commit {m['git_commit']}{' (+ uncommitted changes)' if m['uncommitted_changes'] else ''}; "
         f"{m['cpu']}, {m['cpu_count']} CPUs; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in m['load_average'] or [])}. Script: `bench/bench_node.py`"
+        f"{', '.join(f'{x:.2f}' for x in m['load_average'] or [])}{_probe_text(m)}. Script: `bench/bench_node.py`"
         f"{' (--quick)' if c['quick'] else ''}.",
         '',
         f"**Latency split**: {c['frames']} frames sent one at a time (after {c['warmup']} warm-up frames), each "

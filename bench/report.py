@@ -76,8 +76,10 @@ def targets(results: dict[str, dict], lifting: dict | None) -> list[dict]:
 def _machine_line(name: str, m: dict) -> str:
     load = m.get('load_average') or m.get('load_average_at_start')
     load_s = ', '.join(f'{x:.2f}' for x in load) if load else 'n/a'
+    probe = m.get('speed_probe_ms')
+    probe_s = f'{probe:.1f} ms' if probe is not None else 'n/a'
     return (f"| {name} | {m.get('date', '?')} | {m.get('git_commit', '?')} | {m.get('cpu', '?')} | "
-            f"{m.get('cpu_count', '?')} | {load_s} |")
+            f"{m.get('cpu_count', '?')} | {load_s} | {probe_s} |")
 
 
 def render(results: dict[str, dict], sections: dict[str, str], lifting: dict | None) -> str:
@@ -114,8 +116,12 @@ def render(results: dict[str, dict], sections: dict[str, str], lifting: dict | N
             lines += [sections[name].rstrip(), '']
         else:
             lines += [f'## {name}', '', f'No results: `bench/bench_{name}.py` has not been run here.', '']
-    lines += ['## Machines', '', 'Where and when each part was measured (load average at the start of the run).', '',
-              '| part | date (UTC) | commit | CPU | CPUs | load (1, 5, 15 min) |', '|---|---|---|---|---:|---|']
+    lines += ['## Machines', '',
+              'Where and when each part was measured: the load average and the speed probe at the start of the '
+              'run. The probe (`bench/_machine.py`, `speed_probe`) times the same single-threaded numpy work '
+              'every time, lower is faster: it tells a slow machine from slow code when runs are compared.', '',
+              '| part | date (UTC) | commit | CPU | CPUs | load (1, 5, 15 min) | speed probe |',
+              '|---|---|---|---|---:|---|---:|']
     if lifting:
         lines.append(_machine_line('lifting modes', lifting['machine']))
     for name in SECTIONS:

@@ -38,6 +38,9 @@ def test_writes_json_markdown_and_plots(quick):
         assert f'](bench/{name})' in md
     for key in ('platform', 'cpu', 'cpu_count', 'load_average', 'python', 'numpy', 'date', 'git_commit'):
         assert key in r['machine'], key
+    # the machine's speed before and after: tells a slow machine from slow code
+    assert r['machine']['speed_probe_ms'] > 0 and r['machine']['speed_probe_ms_after'] > 0
+    assert f"speed probe {r['machine']['speed_probe_ms']:.1f} ms before" in md
 
 
 def test_latency_split_is_complete_and_adds_up(quick):

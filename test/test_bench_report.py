@@ -46,3 +46,12 @@ def test_conversion_targets_take_the_slowest_layout():
     read, write = rows
     assert read['measured_ms'] == 1.3 and read['met'] and 'b_300k' in read['spread']
     assert write['measured_ms'] == 3.4 and not write['met']
+
+
+def test_machines_table_shows_each_runs_speed_probe():
+    page = render({}, {}, {**_lifting(9.2), 'machine': {**MACHINE, 'speed_probe_ms': 9.04}})
+    row = next(line for line in page.splitlines() if line.startswith('| lifting modes |'))
+    assert row.endswith('| 9.0 ms |')
+    page = render({}, {}, _lifting(9.2))  # results from before the probe existed
+    row = next(line for line in page.splitlines() if line.startswith('| lifting modes |'))
+    assert row.endswith('| n/a |')
