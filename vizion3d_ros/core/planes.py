@@ -97,5 +97,9 @@ def near_planes(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """True for points within each plane's own tolerance of any plane."""
     if len(planes) == 0:
         return np.zeros(len(points), bool)
-    dist = np.abs(np.asarray(points, dtype=np.float64) @ planes[:, :3].T + planes[:, 3])
-    return (dist < planes[:, 4]).any(axis=1)
+    # a row per plane, (P, N): numpy is slow on arrays whose last axis is a handful long (~25 ns per row
+    # for each broadcast or reduction), ~10x slower than the same work along rows of N
+    dist = planes[:, :3] @ np.asarray(points, dtype=np.float64).T
+    dist += planes[:, 3:4]
+    np.abs(dist, out=dist)
+    return (dist < planes[:, 4:5]).any(axis=0)
