@@ -238,7 +238,7 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
         front[band] |= _on_planes(surface.reshape(-1), w, band, cam, planes)
     front = front.reshape(h, w)
     # pass 3: per instance, what stays connected to the core
-    cut = far | crease | ~valid
+    cut = blocked | crease
     kept = np.zeros((h, w), labels.dtype)  # the instance label of each border pixel kept, 0 elsewhere
     drop = np.zeros((h, w), bool)  # border pixels judged not to be their object's
     for b in borders:
