@@ -9,8 +9,15 @@ if [ ! -x "$_v3d_venv/bin/python" ]; then
 fi
 # colcon's setup scripts are not `set -u` safe
 case $- in *u*) _v3d_u=1; set +u ;; *) _v3d_u=0 ;; esac
+# the ROS tools PyPI lacks (ros2 launch, ros2cli, tf2_ros, vision_msgs), when `make setup` built them:
+# their env.sh activates the venv and adds the underlay
+_v3d_underlay=${VIZION3D_ROS_UNDERLAY:-$(dirname "$_v3d_venv")/ros-underlay}
 # shellcheck disable=SC1091
-source "$_v3d_venv/bin/activate"
+if [ -f "$_v3d_underlay/env.sh" ] && [ -f "$_v3d_underlay/.vizion3d-underlay" ]; then
+  source "$_v3d_underlay/env.sh"
+else
+  source "$_v3d_venv/bin/activate"
+fi
 case ":${AMENT_PREFIX_PATH:-}:" in *":$_v3d_venv:"*) ;; *) export AMENT_PREFIX_PATH="$_v3d_venv${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}" ;; esac
 case ":${CMAKE_PREFIX_PATH:-}:" in *":$_v3d_venv:"*) ;; *) export CMAKE_PREFIX_PATH="$_v3d_venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}" ;; esac
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
@@ -28,4 +35,4 @@ if [ -f "$_v3d_root/install/setup.bash" ]; then
 fi
 export VIZION3D_ROOT="$_v3d_root"
 [ "$_v3d_u" = 1 ] && set -u
-unset _v3d_root _v3d_venv _v3d_u
+unset _v3d_root _v3d_venv _v3d_u _v3d_underlay

@@ -9,7 +9,10 @@
 #
 # Knobs: PYTHON (interpreter for the venv, default python3.11 or python3), VIZION3D_VENV (venv path,
 #        default ~/.cache/vizion3d/venv-py311),
-#        SKIP_APT=1 (never call apt-get).
+#        SKIP_APT=1 (never call apt-get),
+#        VIZION3D_SHARED (folder with ros_src/, models/, data/; default ../shared beside the repository),
+#        VIZION3D_ROS_UNDERLAY (where the ROS tools PyPI lacks are built; default beside the venv),
+#        SKIP_ROS_TOOLS=1 (never build them).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +21,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # its stamp (hash of the lock files and this script) triggers a re-install when they change.
 VENV=${VIZION3D_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vizion3d/venv-py311}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+SHARED=${VIZION3D_SHARED:-$(dirname "$ROOT")/shared}
+UNDERLAY=${VIZION3D_ROS_UNDERLAY:-$(dirname "$VENV")/ros-underlay}
 cd "$ROOT"
 
 log() { printf '\033[1m[setup %s]\033[0m %s\n' "$(date +%T)" "$*"; }
@@ -75,7 +80,40 @@ else
   log "Python packages up to date"
 fi
 
-# ------------------------------------------------------------------ 3. colcon build
+# ------------------------------------------------------------------ 3. ROS tools that PyPI lacks
+# launch / launch_ros (`ros2 launch`), the `ros2` CLI, tf2_ros and vision_msgs. On a robot the ROS install
+# provides them and nothing is built; here they are built from the upstream sources in $SHARED/ros_src into
+# a second underlay that scripts/env.sh sources. Without those sources the package still works without them
+# (no TF lookups, no detections_3d; the tests that need the tools are skipped and say why).
+ros_tools_present() {  # in a ROS install the caller's environment has sourced (not in our own underlay)
+  ( set +u; source "$VENV/bin/activate"
+    PYTHONPATH=$(tr ':' '\n' <<< "${PYTHONPATH:-}" | grep -v "^$UNDERLAY/" | paste -sd: -)
+    LD_LIBRARY_PATH=$(tr ':' '\n' <<< "${LD_LIBRARY_PATH:-}" | grep -v "^$UNDERLAY/" | paste -sd: -)
+    export PYTHONPATH LD_LIBRARY_PATH
+    python -c 'import launch_ros, ros2cli, tf2_ros, vision_msgs.msg' >/dev/null 2>&1 )
+}
+if [[ "${SKIP_ROS_TOOLS:-0}" == 1 ]]; then
+  log "ROS tools: skipped (SKIP_ROS_TOOLS=1)"
+elif ros_tools_present; then
+  log "ROS tools (launch, ros2cli, tf2_ros, vision_msgs) already installed"
+elif [[ -x "$SHARED/ros_src/build_underlay.sh" || -f "$SHARED/ros_src/build_underlay.sh" ]]; then
+  ul_hash=$( (hash_of "$SHARED/ros_src/build_underlay.sh" "$SHARED/ros_src/SOURCES.txt"; echo "$req_hash $VENV") \
+            | sha256sum | cut -c1-16)
+  ul_stamp="$UNDERLAY/.vizion3d-underlay"
+  if [[ "$(cat "$ul_stamp" 2>/dev/null)" != "$ul_hash" || ! -f "$UNDERLAY/env.sh" ]]; then
+    log "building the ROS tools PyPI lacks from $SHARED/ros_src into $UNDERLAY (first time: ~2 min)"
+    mkdir -p "$UNDERLAY"
+    bash "$SHARED/ros_src/build_underlay.sh" "$SHARED/ros_src/src" "$VENV" "$UNDERLAY" > "$UNDERLAY/build.txt" 2>&1 \
+      || { tail -40 "$UNDERLAY/build.txt"; log "building the ROS tools failed (log: $UNDERLAY/build.txt)"; exit 1; }
+    echo "$ul_hash" > "$ul_stamp"
+  else
+    log "ROS tools underlay up to date ($UNDERLAY)"
+  fi
+else
+  log "ROS tools: $SHARED/ros_src not found; ros2 launch, tf2_ros and vision_msgs stay unavailable"
+fi
+
+# ------------------------------------------------------------------ 4. colcon build
 build_inputs=(package.xml CMakeLists.txt msg/*.msg scripts/vizion3d* launch/* config/*)
 # --symlink-install links files one by one: a new Python module needs a rebuild, an edited one does not
 build_hash=$( (hash_of "${build_inputs[@]}"; ls "${build_inputs[@]}"; find vizion3d_ros -name '*.py' | sort;
@@ -97,9 +135,13 @@ else
   log "package build up to date"
 fi
 
-# ------------------------------------------------------------------ 4. smoke check
+# ------------------------------------------------------------------ 5. smoke check
 # shellcheck disable=SC1091
 source "$ROOT/scripts/env.sh"
 python -c "import rclpy, ultralytics, open3d; from vizion3d_ros.msg import ObjectMask3DArray" \
   || { log "environment check failed"; exit 1; }
+if [[ -f "$UNDERLAY/.vizion3d-underlay" ]] && ! ros_tools_present; then
+  python -c "import launch_ros, ros2cli, tf2_ros, vision_msgs.msg" && ros2 pkg prefix vizion3d_ros >/dev/null \
+    || { log "the ROS tools underlay does not work: remove $UNDERLAY and run make setup again"; exit 1; }
+fi
 log "ready: source scripts/env.sh"

@@ -80,6 +80,7 @@ from .params import (
     settings_from_values,
     validate_settings,
 )
+from .shutdown import StopSignals
 from .stamps import REWIND_S, StampGate, stamp_ns
 from .sync import ApproximateSynchronizer
 
@@ -631,6 +632,7 @@ def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
     for ~20 s after a clean shutdown, which launch and systemd would then escalate to SIGKILL.
     """
     keep_large_buffers()  # before the first big message: each VGA cloud would otherwise be fresh mmap pages
+    signals = StopSignals().install()  # before rclpy.init, whose handlers chain to these
     rclpy.init(args=args)
     node = None
     try:
@@ -644,6 +646,7 @@ def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
             raise
         # a signal shut the context down during startup (e.g. while the model was loading)
     finally:
+        signals.stopping()
         watchdog = threading.Timer(10.0, _give_up_cleanup)
         watchdog.daemon = True
         watchdog.start()
