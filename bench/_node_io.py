@@ -92,3 +92,15 @@ class NodeRun:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def matched_alike(node, pub) -> bool:
+    """Whether every subscription on ``pub``'s topic has the publisher's reliability and has matched it.
+
+    vizion3d_node's ``input_reliability: auto`` subscribes best effort until it sees a publisher, then
+    with the publisher's reliability (both subscriptions are listed during the switch): a client that
+    publishes before this holds may lose its first large message.
+    """
+    subs = node.get_subscriptions_info_by_topic(pub.topic_name)
+    alike = [e for e in subs if e.qos_profile.reliability == pub.qos_profile.reliability]
+    return len(alike) == len(subs) > 0 and pub.get_subscription_count() >= len(subs)

@@ -1,7 +1,8 @@
 """The node end to end over DDS: where a frame's time goes, sustained throughput, CPU and memory.
 
-Starts the real ``vizion3d_node`` (own process, real checkpoint, reliable inputs) once per ``--imgsz``
-and feeds it the real TUM RGB-D frame (image + camera_info + organised XYZRGB cloud) from this process:
+Starts the real ``vizion3d_node`` (own process, real checkpoint, default parameters: its inputs follow
+this client's reliable publishers) once per ``--imgsz`` and feeds it the real TUM RGB-D frame (image +
+camera_info + organised XYZRGB cloud) from this process:
 
 1. **Latency split**: ``--frames`` frames sent one at a time (the next only once every output of the
    previous one has arrived), so no frame ever waits behind another. Each frame's time is split into
@@ -234,7 +235,7 @@ def run_one(cfg: Config, imgsz: int, frames, log_dir: Path, log=print) -> dict:
     from rclpy.executors import SingleThreadedExecutor
 
     namespace = f'/bench_node_{imgsz}'
-    params = {'model': cfg.model, 'device': cfg.device, 'imgsz': str(imgsz), 'input_reliability': 'reliable'}
+    params = {'model': cfg.model, 'device': cfg.device, 'imgsz': str(imgsz)}  # default QoS: auto
     params.update(p.split(':=', 1) for p in cfg.node_params)
     node = NodeRun(log_dir / f'node_{imgsz}.log', namespace, params, debug_log=True)
     client = BenchClient(namespace, frames)

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from _node_io import NodeRun
+from _node_io import NodeRun, matched_alike
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('VIZION3D_SHARED', ROOT.parent / 'shared'))
@@ -55,7 +55,7 @@ class SoakConfig:
     device: str = 'cpu'
     frame: str | None = None
     variants: int = 8
-    input_reliability: str = 'reliable'
+    input_reliability: str = 'auto'
     namespace: str = '/soak'
     sample_period: float = 1.0
     startup_timeout: float = 300.0
@@ -200,7 +200,7 @@ class SoakClient:
         return self.node.get_clock().now().nanoseconds
 
     def matched(self) -> bool:
-        return all(p.get_subscription_count() > 0 for p in self.pubs) and self.node.count_publishers('objects') > 0
+        return all(matched_alike(self.node, p) for p in self.pubs) and self.node.count_publishers('objects') > 0
 
     def _on_objects(self, msg) -> None:
         from vizion3d_ros.ros.stamps import stamp_ns
@@ -469,8 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--device', default=d.device, help='inference device (default %(default)s)')
     p.add_argument('--frame', default=None, help="RGB-D folder or 'bus' (default: ../shared TUM frame)")
     p.add_argument('--variants', type=int, default=d.variants, help='shifted copies of the frame (default 8)')
-    p.add_argument('--input-reliability', default=d.input_reliability, choices=('reliable', 'best_effort'),
-                   help='the node\'s input QoS (default reliable: big clouds survive loopback)')
+    p.add_argument('--input-reliability', default=d.input_reliability, choices=('auto', 'reliable', 'best_effort'),
+                   help='the node\'s input QoS (default auto, the node\'s default: reliable, as the publishers)')
     p.add_argument('--namespace', default=d.namespace)
     p.add_argument('--sample-period', type=float, default=d.sample_period, help='RSS sampling period (s)')
     p.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',

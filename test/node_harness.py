@@ -20,12 +20,16 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.msg import ObjectMask3DArray
+from vizion3d_ros.ros.cloud_frames import tf2_available
 from vizion3d_ros.ros.stamps import stamp_ns  # noqa: F401 - tests import it from here
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
-from _node_io import NodeRun  # noqa: E402 - bench/ is not a package
+from _node_io import NodeRun, matched_alike  # noqa: E402 - bench/ is not a package
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+#: Why the node drops a cloud in a frame nobody gave a transform for: with tf2_ros it asks TF and finds
+#: nothing; without it, it cannot ask at all.
+NO_TRANSFORM = 'tf_unavailable' if tf2_available() else 'frame_mismatch'
 # best effort matches a /diagnostics publisher of either reliability
 DIAGNOSTICS_QOS = QoSProfile(depth=20, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -43,12 +47,15 @@ class NodeProcess(NodeRun):
 class Client:
     """Publishes frames to the node's inputs and collects its outputs by stamp."""
 
-    def __init__(self, name: str = 'vizion3d_test_client', namespace: str = '') -> None:
+    def __init__(self, name: str = 'vizion3d_test_client', namespace: str = '',
+                 input_qos: QoSProfile | None = RELIABLE) -> None:
+        """``input_qos``: QoS of the image, camera_info and points publishers (None: create them later,
+        with :meth:`create_input_publishers`)."""
         # a namespace per node under test keeps tests that run two nodes at once apart
         self.node = Node(name, namespace=namespace or None)
-        self.image_pub = self.node.create_publisher(Image, 'image', RELIABLE)
-        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', RELIABLE)
-        self.cloud_pub = self.node.create_publisher(PointCloud2, 'points', RELIABLE)
+        self.image_pub = self.info_pub = self.cloud_pub = None
+        if input_qos is not None:
+            self.create_input_publishers(input_qos)
         self.objects: dict[int, ObjectMask3DArray] = {}
         self.clouds: dict[int, PointCloud2] = {}
         self.node.create_subscription(ObjectMask3DArray, 'objects',
@@ -64,6 +71,15 @@ class Client:
         self._status_name = f'{self.node.get_namespace().rstrip("/")}/vizion3d_node: pipeline'
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, DIAGNOSTICS_QOS)
         self._t = 1_000  # seconds; stamps are synthetic and strictly increasing
+
+    def create_input_publishers(self, qos: QoSProfile) -> None:
+        """(Re)create the image, camera_info and points publishers with ``qos``."""
+        for pub in (self.image_pub, self.info_pub, self.cloud_pub):
+            if pub is not None:
+                self.node.destroy_publisher(pub)
+        self.image_pub = self.node.create_publisher(Image, 'image', qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', qos)
+        self.cloud_pub = self.node.create_publisher(PointCloud2, 'points', qos)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         self.statuses.extend(s for s in msg.status if s.name == self._status_name)
@@ -89,10 +105,13 @@ class Client:
         return predicate()
 
     def wait_matched(self, timeout: float = 60.0) -> None:
+        """Wait until the node subscribes to every input with this client's reliability (what
+        ``input_reliability: auto`` does) and each publisher has matched the subscription."""
         pubs = (self.image_pub, self.info_pub, self.cloud_pub)
-        ok = self.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs)
+        ok = self.spin_until(lambda: all(matched_alike(self.node, p) for p in pubs)
                              and self.node.count_publishers('objects') > 0, timeout)
-        assert ok, 'vizion3d_node did not match the test client within the timeout'
+        assert ok, ('vizion3d_node did not match the test client alike within the timeout: '
+                    + '; '.join(f'{p.topic_name}: {_subscriptions(self.node, p)}' for p in pubs))
 
     def wait_unsubscribed(self, timeout: float = 60.0) -> None:
         """Wait until the node has no subscription on any input (it deactivated)."""
@@ -122,6 +141,11 @@ class Client:
 
     def close(self) -> None:
         self.node.destroy_node()
+
+
+def _subscriptions(node: Node, pub) -> list[str]:
+    return [f'{e.node_name} {e.qos_profile.reliability.name}'
+            for e in node.get_subscriptions_info_by_topic(pub.topic_name)]
 
 
 def full_mask(obj, height: int, width: int) -> np.ndarray:

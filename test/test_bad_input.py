@@ -179,7 +179,7 @@ def _satisfied(status: PipelineStatus | None, need: dict[frozenset[str], int]) -
 @pytest.fixture(scope='module')
 def campaign(ros, valid, model_pt, tmp_path_factory) -> Campaign:
     node = NodeProcess(tmp_path_factory.mktemp('hostile') / 'node.log', namespace=NAMESPACE, model=str(model_pt),
-                       device='cpu', input_reliability='reliable', diagnostics_period='0.1')
+                       device='cpu', diagnostics_period='0.1')
     client = None
     try:
         node.wait_for_log(r'model .* loaded', timeout=180)

@@ -204,3 +204,16 @@ def test_error_wins_and_says_why():
     assert st.level == DiagnosticStatus.ERROR
     assert 'could not be loaded' in st.message
     assert kv['dropped/bad_cloud'] == '1'
+
+
+def test_input_problems_lead_a_warning_and_extra_values_are_appended():
+    stats = PipelineStats()
+    last = feed(stats, 0.0, 10.0)
+    problem = 'no message on /points for 4 s although 1 publisher is matched: ...'
+    _, st, kv = report(stats, last, input_problems=[problem],
+                       extra_values=[('input_qos/points', 'reliable (auto: 1 reliable publisher)')])
+    assert st.level == DiagnosticStatus.WARN and st.message.startswith(problem)
+    assert kv['input_qos/points'] == 'reliable (auto: 1 reliable publisher)'
+    assert st.values[-1].key == 'input_qos/points'
+    _, st, _ = report(stats, last)
+    assert st.level == DiagnosticStatus.OK

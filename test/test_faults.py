@@ -23,7 +23,7 @@ DDS_SHORT_HEARTBEAT = True  # see conftest.ros
 
 def _start(tmp_path_factory, namespace: str, **params) -> NodeProcess:
     return NodeProcess(tmp_path_factory.mktemp(namespace.strip('/')) / 'node.log', namespace=namespace,
-                       device='cpu', input_reliability='reliable', diagnostics_period='0.2', **params)
+                       device='cpu', diagnostics_period='0.2', **params)
 
 
 def _stop(proc: NodeProcess) -> None:

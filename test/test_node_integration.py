@@ -9,15 +9,14 @@ import pytest
 from vizion3d_ros.ros.conversions import pointcloud2_to_arrays
 from vizion3d_ros.tools.player import camera_info_msg
 
-from node_harness import Client, NodeProcess, full_mask
+from node_harness import NO_TRANSFORM, Client, NodeProcess, full_mask
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 
 
 @pytest.fixture(scope='module')
 def node(ros, model_pt, tmp_path_factory):
-    proc = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', model=str(model_pt), device='cpu',
-                       input_reliability='reliable')
+    proc = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', model=str(model_pt), device='cpu')
     proc.wait_for_log(r'model .* loaded', timeout=120)
     yield proc
     code = proc.stop()
@@ -108,7 +107,7 @@ def test_bad_frames_are_dropped_with_reasons_and_the_next_frame_is_served(client
     other = client.next_header(frame_id='lidar')
     other.stamp = header.stamp
     client.send(image, info, cloud, header=header, cloud_header=other)
-    node.wait_for_log(r"frame dropped \(frame_mismatch.*'lidar'")
+    node.wait_for_log(rf"frame dropped \({NO_TRANSFORM}.*'lidar'")
 
     assert node.alive
     header = client.send(image, info, cloud)

@@ -21,12 +21,16 @@ KeyValue keys (all values are strings):
 - ``dropped_total``: sum over all reasons, routine ones included
 - ``latency_ms/<stage>``: ``"median / p90 / max"`` in milliseconds over the last samples of the stage
   (``end_to_end``, ``conversion``, ``inference``, ``lifting``, ``publishing``, ...)
+
+The node adds ``input_qos/<topic>`` (the input subscription's reliability and why), ``input_problem/<topic>``
+(or ``input_problem/sync``: a silent or unpaired input, with the likely cause and the fix) and
+``incompatible_qos/<topic>``.
 """
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,14 +229,18 @@ def _problems(snap: StatsSnapshot, now: float, state: str, stale_after_s: float,
 
 def to_diagnostic_array(stats: PipelineStats, now: float, stamp, node_name: str, state: str, model: str,
                         device: str, error: str | None = None, stale_after_s: float = 5.0,
-                        routine_drops: Collection[str] = ROUTINE_DROP_REASONS) -> DiagnosticArray:
+                        routine_drops: Collection[str] = ROUTINE_DROP_REASONS,
+                        input_problems: Sequence[str] = (),
+                        extra_values: Sequence[tuple[str, str]] = ()) -> DiagnosticArray:
     """One-status DiagnosticArray of the pipeline's health (keys and levels in the module docstring).
 
     ``now`` is the same monotonic clock the stats were fed with; ``stamp`` the ROS time of the header.
     Each call marks the drops seen so far as reported, so a WARN for drops lasts one report.
+    ``input_problems`` (the node's input watch: silent or unpaired inputs, with cause and fix) come first
+    in a WARN's message; ``extra_values`` are appended to the KeyValues.
     """
     snap = stats.snapshot(now)
-    problems = _problems(snap, now, state, stale_after_s, routine_drops)
+    problems = list(input_problems) + _problems(snap, now, state, stale_after_s, routine_drops)
     if error:
         level, message = DiagnosticStatus.ERROR, f'error: {error}'
     elif problems:
@@ -248,6 +256,7 @@ def to_diagnostic_array(stats: PipelineStats, now: float, stamp, node_name: str,
     values += [(f'dropped/{r}', str(n)) for r, n in sorted(snap.drops.items())]
     values.append(('dropped_total', str(sum(snap.drops.values()))))
     values += [(f'latency_ms/{s}', f'{m:.1f} / {p:.1f} / {x:.1f}') for s, (m, p, x) in sorted(snap.latency.items())]
+    values += list(extra_values)
 
     status = DiagnosticStatus(level=level, name=f'{node_name}: pipeline', message=message, hardware_id=device,
                               values=[KeyValue(key=k, value=v) for k, v in values])

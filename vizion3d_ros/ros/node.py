@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import replace
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
@@ -38,7 +38,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -64,6 +64,8 @@ from .conversions import (
 from .detections import to_detection3d_array, vision_msgs_available
 from .diagnostics import PipelineStats, to_diagnostic_array
 from .drops import FrameRejectedError
+from .input_qos import InputSubscription
+from .input_watch import InputState, InputWatch
 from .latest import LatestSlot
 from .markers import ObjectMarkers
 from .messages import annotated_cloud, objects_to_array_msg
@@ -124,7 +126,11 @@ class Vizion3DNode(LifecycleNode):
         self._objects_pub = self._cloud_pub = self._markers_pub = self._debug_pub = self._detections_pub = None
         self._markers: ObjectMarkers | None = None
         self._marker_frame: str | None = None  # frame of the last markers sent, for clearing them
-        self._input_subs: list = []
+        self._input_subs: list[InputSubscription] = []
+        self._last_stamps: list[int | None] = [None] * len(INPUTS)
+        self._last_synced: float | None = None
+        self._inputs_timer = None
+        self._watch = InputWatch(profile_hint=_profile_hint())
         self._input_topics: tuple[str, ...] = INPUTS
         self._sync: ApproximateSynchronizer | None = None
         self._sync_lock = threading.Lock()
@@ -214,13 +220,17 @@ class Vizion3DNode(LifecycleNode):
         self._reset_stream()
         # resolved names (remaps, namespace) without the leading '/': diagnostics keys 'input_rate_hz/ns/image'
         self._input_topics = tuple(self._topic_name(t).lstrip('/') for t in INPUTS)
-        qos = qos_profile_sensor_data
-        if s.input_reliability == 'reliable':
-            qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
         self._input_subs = [
-            self.create_subscription(msg_type, topic, lambda m, i=i: self._on_input(i, m), qos,
-                                     event_callbacks=self._subscription_events(topic))
+            InputSubscription(self, msg_type, topic, lambda m, i=i: self._on_input(i, m), s.input_reliability,
+                              stamp_of=lambda m: stamp_ns(m.header),
+                              event_callbacks=lambda topic=topic: self._subscription_events(topic))
             for i, (msg_type, topic) in enumerate(zip((Image, CameraInfo, PointCloud2), INPUTS))]
+        self._last_stamps = [None] * len(INPUTS)
+        self._last_synced = None
+        self._watch.reset()
+        # publishers come, go and change: follow their reliability (auto) and watch for silent inputs
+        self._inputs_timer = self.create_timer(1.0, self._check_inputs)
+        self._check_inputs()
         self.error, self._failed_transition = None, None
         self.get_logger().info(f'model {path} loaded on {self.device}; waiting for image, camera_info and '
                                f'points within {s.sync_slop:.3f} s of each other')
@@ -313,9 +323,13 @@ class Vizion3DNode(LifecycleNode):
         return pipeline, path
 
     def _stop_processing(self) -> None:
+        if self._inputs_timer is not None:
+            self.destroy_timer(self._inputs_timer)
+            self._inputs_timer = None
         for sub in self._input_subs:
-            self.destroy_subscription(sub)
+            sub.destroy()
         self._input_subs = []
+        self._watch.reset()
         if self._slot is not None and self._slot.take(timeout=0) is not None:
             self._count_drop('model_unavailable')
         with self._busy:  # waits for the frame in progress, if any
@@ -413,6 +427,11 @@ class Vizion3DNode(LifecycleNode):
     def _on_incompatible_qos(self, kind: str, topic: str, event) -> None:
         policy = qos_policy_name_from_kind(event.last_policy_kind)
         name = self._topic_name(topic)
+        if kind == 'subscription' and policy == 'RELIABILITY' and self.settings.input_reliability == 'auto':
+            # a best-effort publisher appeared while this input is reliable: the next check switches it
+            self.get_logger().info(f'{name}: a best-effort publisher appeared; input_reliability auto will '
+                                   'subscribe best effort within a second')
+            return
         self.qos_events[name] += max(int(event.total_count_change), 1)
         if kind == 'subscription':
             text = (f'incompatible QoS on subscription {name}: a publisher offers an incompatible {policy} '
@@ -428,12 +447,34 @@ class Vizion3DNode(LifecycleNode):
     def _on_input(self, index: int, msg) -> None:
         now = time.monotonic()
         self.stats.count_input(self._input_topics[index], now)
+        stamp = stamp_ns(msg.header)
+        self._last_stamps[index] = stamp
         with self._sync_lock:
             if self._sync is None:
                 return
-            matched = self._sync.add(index, stamp_ns(msg.header), msg)
+            matched = self._sync.add(index, stamp, msg)
         if matched is not None and self._slot is not None:
+            self._last_synced = now
             self._slot.put((*matched, now))
+
+    def _check_inputs(self) -> None:
+        """Every second while active: follow the publishers' reliability, and say why inputs stay silent."""
+        for sub in self._input_subs:
+            change = sub.refresh()
+            if change:
+                self.get_logger().info(change)
+        if not self._input_subs:
+            return
+        states = [InputState(topic=sub.topic, policy=sub.policy, mode=sub.mode, offered=sub.offered,
+                             matched=sub.matched_publishers(), last_message=sub.last_message,
+                             last_stamp_ns=stamp)
+                  for sub, stamp in zip(self._input_subs, self._last_stamps)]
+        with self._sync_lock:
+            unmatched = self._sync.dropped if self._sync is not None else 0
+        problems = self._watch.check(time.monotonic(), states, self._last_synced, unmatched,
+                                     self.settings.sync_slop, self.settings.sync_queue_size)
+        for problem in self._watch.new(problems):
+            self.get_logger().warning(problem.text)
 
     # ------------------------------------------------------------------ worker thread
     def _work(self, slot: LatestSlot) -> None:
@@ -607,11 +648,14 @@ class Vizion3DNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         self._sync_drop_counters()
+        extra = [(f'input_qos/{sub.topic.lstrip("/")}', sub.describe()) for sub in self._input_subs]
+        problems = self._watch.current
+        extra += [(f'input_problem/{(p.topic or "sync").lstrip("/")}', p.text) for p in problems]
+        extra += [(f'incompatible_qos/{topic.lstrip("/")}', str(n)) for topic, n in sorted(self.qos_events.items())]
         arr = to_diagnostic_array(self.stats, time.monotonic(), self.get_clock().now().to_msg(),
                                   self.get_fully_qualified_name(), self.state, self.model_name or '(none loaded)',
-                                  self.device or self.settings.device, error=self.error)
-        arr.status[0].values.extend(KeyValue(key=f'incompatible_qos/{topic.lstrip("/")}', value=str(n))
-                                    for topic, n in sorted(self.qos_events.items()))
+                                  self.device or self.settings.device, error=self.error,
+                                  input_problems=[p.text for p in problems], extra_values=extra)
         self._diag_pub.publish(arr)
 
     def destroy_node(self) -> None:
@@ -622,6 +666,15 @@ class Vizion3DNode(LifecycleNode):
 
 def _listened(pub) -> bool:
     return pub.get_subscription_count() > 0
+
+
+def _profile_hint() -> str:
+    """Where the shipped large-data Fast DDS profile is, for the input watch's advice."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return os.path.join(get_package_share_directory('vizion3d_ros'), 'config', 'fastdds_large_data.xml')
+    except Exception:  # noqa: BLE001 - not installed through colcon (PackageNotFoundError, ...)
+        return 'config/fastdds_large_data.xml (in the vizion3d_ros package)'
 
 
 def main(args: list[str] | None = None, hard_exit: bool = False) -> int:

@@ -19,7 +19,7 @@ from ..core.lifting import LIFT_MODES
 from ..core.segmentation.base import parse_class_filter
 from ..core.transforms import parse_extrinsic
 
-INPUT_RELIABILITY = ('best_effort', 'reliable')
+INPUT_RELIABILITY = ('auto', 'best_effort', 'reliable')
 INTRINSICS_SOURCES = ('auto', 'K', 'P')
 
 #: When a changed value is used (appended to each description, and used to decide what a change needs).
@@ -52,7 +52,7 @@ class NodeSettings:
     min_points: int = 1
     sync_slop: float = 0.05
     sync_queue_size: int = 10
-    input_reliability: str = 'best_effort'
+    input_reliability: str = 'auto'
     cloud_to_camera: str | Sequence[float] = ''
     tf_timeout: float = 0.1
     intrinsics_source: str = 'auto'
@@ -115,9 +115,11 @@ SPECS: dict[str, ParamSpec] = {
     'sync_queue_size': ParamSpec('Messages kept per input while waiting for a match.', CONFIGURE,
                                  bounds=(1, 1000)),
     'input_reliability': ParamSpec(
-        "QoS reliability of the three input subscriptions: 'best_effort' (sensor data QoS, matches every "
-        "publisher) or 'reliable' (only matches reliable publishers, but multi-megabyte clouds survive "
-        'lossy transports).', ACTIVATE, choices=INPUT_RELIABILITY),
+        "QoS reliability of the three input subscriptions: 'auto' (per input, what the discovered publishers "
+        'offer: all reliable -> reliable, any best effort -> best effort; best effort until a publisher shows '
+        'up; re-checked every second, switching without losing or repeating a message), \'best_effort\' '
+        "(sensor-data QoS, matches every publisher, but a reliable publisher's multi-megabyte clouds rarely "
+        "arrive whole) or 'reliable' (only matches reliable publishers).", ACTIVATE, choices=INPUT_RELIABILITY),
     'cloud_to_camera': ParamSpec(
         'Static extrinsic used when the cloud\'s frame_id differs from the image\'s: the transform taking '
         'cloud-frame points into the camera optical frame, as 7 numbers "x y z qx qy qz qw" (metres, unit '

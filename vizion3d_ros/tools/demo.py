@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(args.out)
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / 'node.log', 'w') as node_log, open(logs / 'player.log', 'w') as player_log:
-        # reliable inputs: with Fast DDS's default transports, best-effort multi-megabyte clouds were
-        # lost almost entirely on loopback here (0 of 20 VGA clouds arrived; reliable: all but the last)
-        node = subprocess.Popen(node_command(model, {'input_reliability': 'reliable'}), env=env,
+        # the node's default QoS: input_reliability auto subscribes reliably once it sees the player's
+        # reliable publishers, as it would next to a camera driver
+        node = subprocess.Popen(node_command(model, {}), env=env,
                                 stdout=node_log, stderr=subprocess.STDOUT)
         player_cmd = ['vizion3d_player', '--rate', '1'] + (['--frame', args.frame] if args.frame else [])
         player = subprocess.Popen(player_cmd, env=env, stdout=player_log, stderr=subprocess.STDOUT)

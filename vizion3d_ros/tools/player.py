@@ -36,7 +36,7 @@ class FramePlayer(Node):
     def __init__(self, frame: RGBDFrame, frame_id: str, rate_hz: float, count: int) -> None:
         super().__init__('vizion3d_player')
         self.frame, self.frame_id, self.count, self.sent = frame, frame_id, count, 0
-        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)  # also matches best-effort subs
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)  # a camera driver's default QoS
         self.image_pub = self.create_publisher(Image, 'camera/color/image_raw', qos)
         self.info_pub = self.create_publisher(CameraInfo, 'camera/color/camera_info', qos)
         self.cloud_pub = self.create_publisher(PointCloud2, 'camera/depth_registered/points', qos)
