@@ -162,3 +162,27 @@ def test_crease_test_takes_views_read_only_and_float64_depth():
     assert crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, where)[0].size == 0
     where[60, 80] = True
     assert crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, where)[0].tolist() == [60 * CAM.width + 80]
+
+
+def _depth_noise_reference(depth, jump_rel=0.03):
+    """The numpy of commit a1c0e2f."""
+    z = np.asarray(depth, dtype=np.float32)[::4]
+    with np.errstate(invalid='ignore'):
+        d2 = z[:, :-2] - 2 * z[:, 1:-1] + z[:, 2:]
+        zc = z[:, 1:-1]
+        ok = np.isfinite(d2) & (np.abs(d2) < jump_rel * zc)
+    if ok.sum() < 100:
+        return 0.0
+    return float(np.mean(np.abs(d2[ok]) / zc[ok] ** 2) / (np.sqrt(6.0) * np.sqrt(2.0 / np.pi)))
+
+
+def test_depth_noise_kernel_matches_the_numpy_it_replaced():
+    rng = np.random.default_rng(0)
+    for shape in [(480, 640), (3, 3), (1, 200), (7, 2), (0, 5), (13, 101), (400, 1)]:
+        for noise in (0.0, 0.002):
+            z = (2.0 + rng.normal(0, noise * 4, shape)).astype(np.float32)
+            z[rng.random(shape) < 0.05] = np.nan
+            z[rng.random(shape) < 0.05] = np.inf
+            assert depth_noise(z) == _depth_noise_reference(z), shape
+    z = (2.0 + rng.normal(0, 0.01, (100, 120))).astype(np.float64)[:, ::2]  # float64, a view
+    assert depth_noise(z) == _depth_noise_reference(z) > 0

@@ -272,3 +272,38 @@ def test_one_pixel_empty_and_depthless_masks():
     assert labels[10, 10] == 2  # too small to have a core: never trimmed
     assert not (labels == 3).any()
     np.testing.assert_array_equal(labels == 4, depthless)  # no depth to judge by: nothing trimmed
+
+
+def _in_front_reference(smooth, w, band, core, noise, front_tolerance):
+    """The numpy of commit a1c0e2f."""
+    with np.errstate(invalid='ignore'):
+        z0 = smooth[core]
+        gx = (smooth[core + 1] - smooth[core - 1]) * np.float32(0.5)
+        gy = (smooth[core + w] - smooth[core - w]) * np.float32(0.5)
+        gx[~np.isfinite(gx)] = 0
+        gy[~np.isfinite(gy)] = 0
+        dy, dx = np.divmod(band, w)
+        qy, qx = np.divmod(core, w)
+        expected = z0 + gx * (dx - qx) + gy * (dy - qy)
+        margin = expected * front_tolerance + 0.002 + 3.0 * noise * expected ** 2
+        return smooth[band] < expected - margin
+
+
+def test_in_front_kernel_matches_the_numpy_it_replaced():
+    import vizion3d_ros.core.trimming as trimming
+
+    rng = np.random.default_rng(2)
+    h, w = 60, 80
+    v, u = np.mgrid[0:h, 0:w]
+    smooth = (2.0 + 0.01 * u - 0.02 * v + rng.normal(0, 0.01, (h, w))).astype(np.float32)
+    smooth[rng.random((h, w)) < 0.05] = np.inf  # no depth: flat slopes, or no answer
+    smooth[rng.random((h, w)) < 0.02] = np.nan
+    inner = np.flatnonzero(((v > 0) & (v < h - 1) & (u > 0) & (u < w - 1)).reshape(-1))
+    core = rng.choice(inner, 3000)
+    band = rng.integers(0, h * w, 3000)
+    for noise, tol in ((0.0, 0.0), (0.0015, 0.0), (0.004, 0.01)):
+        got = trimming._in_front_of_core(smooth.reshape(-1), w, band, core, noise, tol)
+        np.testing.assert_array_equal(got, _in_front_reference(smooth.reshape(-1), w, band, core, noise, tol))
+        assert got.any() and not got.all()
+    empty = np.zeros(0, np.int64)
+    assert trimming._in_front_of_core(smooth.reshape(-1), w, empty, empty, 0.0, 0.0).size == 0

@@ -233,7 +233,8 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
     band = np.concatenate([b.band_flat for b in borders])
     front = np.zeros(h * w, bool)
     front[band] = _in_front_of_core(smooth.reshape(-1), w, band, np.concatenate([b.nearest_core_flat
-                                                                                for b in borders]), noise, cfg)
+                                                                                for b in borders]), noise,
+                                    cfg.front_tolerance)
     if planes is not None and len(planes):
         front[band] |= _on_planes(surface.reshape(-1), w, band, cam, planes)
     front = front.reshape(h, w)
@@ -318,26 +319,40 @@ def crop_to_global(flat: np.ndarray, crop_width: int, y0: int, x0: int, width: i
     return out
 
 
-def _in_front_of_core(smooth: np.ndarray, w: int, band: np.ndarray, core: np.ndarray, noise: float,
-                      cfg: TrimConfig) -> np.ndarray:
-    """Band pixels nearer than the plane of their nearest core pixel extrapolates to.
+def _sig_in_front():
+    from numba import types
+
+    i8 = array('int64', 1)
+    return types.boolean[::1](array('float32', 1), types.int64, i8, i8, types.float64, types.float64)
+
+
+@kernel(_sig_in_front)
+def _in_front_of_core(smooth, w, band, core, noise, front_tolerance):  # pragma: no cover - compiled
+    """Band pixels (flat) nearer than the plane of their nearest core pixel (flat) extrapolates to.
 
     Spill onto a supporting surface (the floor in front of an object) continues without a depth jump
     but comes towards the camera where the object's own face, carried on by its slope, does not.
     The plane comes from the smoothed depth (central differences at the core pixel, which lies inside
-    the mask, so its neighbours are in the image); the margin covers the sensor noise (three sigma).
+    the mask, so its neighbours are in the image; not finite: flat); the margin covers the sensor noise
+    (three sigma). numpy's arithmetic: the slopes in float32, the plane in float64.
     """
-    with np.errstate(invalid='ignore'):
-        z0 = smooth[core]
-        gx = (smooth[core + 1] - smooth[core - 1]) * np.float32(0.5)
-        gy = (smooth[core + w] - smooth[core - w]) * np.float32(0.5)
-        gx[~np.isfinite(gx)] = 0
-        gy[~np.isfinite(gy)] = 0
-        dy, dx = row_col(band, w)
-        qy, qx = row_col(core, w)
-        expected = z0 + gx * (dx - qx) + gy * (dy - qy)
-        margin = expected * cfg.front_tolerance + 0.002 + 3.0 * noise * expected ** 2
-        return smooth[band] < expected - margin
+    out = np.empty(band.size, np.bool_)
+    half = np.float32(0.5)
+    for j in range(band.size):
+        c = core[j]
+        z0 = smooth[c]
+        gx = (smooth[c + 1] - smooth[c - 1]) * half
+        gy = (smooth[c + w] - smooth[c - w]) * half
+        if not np.isfinite(gx):
+            gx = np.float32(0.0)
+        if not np.isfinite(gy):
+            gy = np.float32(0.0)
+        dy = band[j] // w
+        qy = c // w
+        expected = z0 + gx * np.float64(band[j] - dy * w - (c - qy * w)) + gy * np.float64(dy - qy)
+        margin = expected * front_tolerance + 0.002 + 3.0 * noise * (expected * expected)
+        out[j] = smooth[band[j]] < expected - margin
+    return out
 
 
 def _on_planes(surface: np.ndarray, w: int, pixels: np.ndarray, cam: PinholeIntrinsics,
