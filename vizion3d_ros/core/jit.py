@@ -3,14 +3,15 @@
 The per-pixel passes of the ``visible`` lifting that numpy can only express as many whole-array passes
 (each a temporary, ~5-50 us of overhead per call on a crop) are written as loops and compiled by numba
 (see ``docs/LIFTING.md``, "Speed"). Every kernel is registered here by :func:`kernel`, which compiles
-with ``cache=True`` (the machine code is kept on disk, next to the module in ``__pycache__``, or, where
-that folder is read-only, in numba's user-wide cache, ``$NUMBA_CACHE_DIR`` if set) and ``nogil=True``
-(a kernel on the trimming's helper thread runs beside the main thread).
+with ``cache=True`` (the machine code is kept on disk: in ``$NUMBA_CACHE_DIR`` if set, else next to the
+module in ``__pycache__`` or, where that folder is read-only, in numba's user-wide cache) and
+``nogil=True`` (a kernel on the trimming's helper thread runs beside the main thread).
 
-Each kernel has one explicit signature and is compiled on first use: ~0.5-2 s each, or a few ms when
+Each kernel has one explicit signature and is compiled on first use: ~1-2 s each, or ~0.1 s when
 loaded from the cache. :func:`warm_kernels` compiles them all and then lifts a tiny synthetic frame
-through the code path real frames take, so that no frame pays for either. The node calls it while it
-activates, and :class:`~.pipeline.FramePipeline` on first use.
+through the code path real frames take, so that no frame pays for either. Creating a
+:class:`~.pipeline.FramePipeline` calls it: the node builds its pipeline while it activates, the Python API
+on its first run.
 """
 from __future__ import annotations
 
