@@ -62,8 +62,9 @@ def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, st
     if z.dtype != np.float32:
         z = z.astype(np.float32)
     cos_max = float(np.cos(np.deg2rad(crease_deg)))
-    hit = _creased(z, idx, w, step, origin[0], origin[1], np.float32(1.0 / cam.fx), np.float32(1.0 / cam.fy),
-                   np.float32(cam.cx), np.float32(cam.cy), float(np.float32(cos_max ** 2)), cos_max)
+    hit = _creased(z, idx, w, int(step), int(origin[0]), int(origin[1]), np.float32(1.0 / cam.fx),
+                   np.float32(1.0 / cam.fy), np.float32(cam.cx), np.float32(cam.cy), float(np.float32(cos_max ** 2)),
+                   cos_max)
     return idx, hit
 
 

@@ -233,8 +233,8 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
     band = np.concatenate([b.band_flat for b in borders])
     front = np.zeros(h * w, bool)
     front[band] = _in_front_of_core(smooth.reshape(-1), w, band, np.concatenate([b.nearest_core_flat
-                                                                                for b in borders]), noise,
-                                    cfg.front_tolerance)
+                                                                                for b in borders]),
+                                    float(noise), float(cfg.front_tolerance))
     if planes is not None and len(planes):
         front[band] |= _on_planes(surface.reshape(-1), w, band, cam, planes)
     front = front.reshape(h, w)
