@@ -97,3 +97,92 @@ def test_smoothing_limited_to_regions_is_exact_there_and_leaves_the_rest():
     np.testing.assert_array_equal(part[30:, :30], z[30:, :30])  # outside every region: as is
     assert np.isinf(part[5:9, 5:9]).all()
     assert smooth_depth(z, valid, 1e-5) is z  # noise-free depth is not touched
+
+
+def _creased_reference(z, cam, idx, w, step, origin, crease_deg):
+    """The numpy normals of commit a1c0e2f (float64 points, float32 depth differences)."""
+    ys, xs = idx // w + origin[0], idx % w + origin[1]
+    zf = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
+    ax, ay = np.float32(1.0 / cam.fx), np.float32(1.0 / cam.fy)
+
+    def point(offset, dy, dx):
+        d = zf[idx + offset]
+        return ((xs + dx - np.float32(cam.cx)) * ax * d, (ys + dy - np.float32(cam.cy)) * ay * d, d)
+
+    def cross(a, b):
+        return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+    def above(n1, n2, cos_max):
+        dot = n1[0] * n2[0] + n1[1] * n2[1] + n1[2] * n2[2]
+        nn = (n1[0] ** 2 + n1[1] ** 2 + n1[2] ** 2) * (n2[0] ** 2 + n2[1] ** 2 + n2[2] ** 2)
+        with np.errstate(invalid='ignore'):
+            if cos_max > 0:
+                return (dot < 0) | (dot * dot < np.float32(cos_max ** 2) * nn)
+            return dot < cos_max * np.sqrt(nn)
+
+    with np.errstate(invalid='ignore', over='ignore'):
+        p0, pxf, pxb = point(0, 0, 0), point(step, 0, step), point(-step, 0, -step)
+        pyf, pyb = point(step * w, step, 0), point(-step * w, -step, 0)
+        fx = [a - c for a, c in zip(pxf, p0)]
+        bx = [c - a for a, c in zip(pxb, p0)]
+        fy = [a - c for a, c in zip(pyf, p0)]
+        by = [c - a for a, c in zip(pyb, p0)]
+        n_ff = cross(fx, fy)
+        cos_max = float(np.cos(np.deg2rad(crease_deg)))
+        return above(n_ff, cross(bx, fy), cos_max) | above(n_ff, cross(fx, by), cos_max)
+
+
+def test_crease_kernel_matches_the_numpy_it_replaced_bit_for_bit():
+    rng = np.random.default_rng(11)
+    z = floor_meets_wall()
+    z = (z + rng.normal(0, 0.004, z.shape) * np.where(np.isfinite(z), z, 0) ** 2).astype(np.float32)
+    z[rng.random(z.shape) < 0.01] = np.nan  # NaN stencils answer False, as numpy's comparisons do
+    blocked = np.zeros(z.shape, bool)  # nothing blocked: the kernel sees the NaN and inf depths too
+    for step, deg, origin in ((2, 40.0, (0, 0)), (3, 25.0, (7, 11)), (6, 100.0, (0, 0)), (2, 5.0, (1, 0))):
+        idx, hit = crease_pixels(z, CAM, blocked, step, deg, np.ones(z.shape, bool), origin)
+        assert idx.size > 1000 and hit.any()
+        np.testing.assert_array_equal(hit, _creased_reference(z, CAM, idx, z.shape[1], step, origin, deg))
+
+
+def test_crease_test_takes_views_read_only_and_float64_depth():
+    z = floor_meets_wall()
+    idx, hit = crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, np.ones(z.shape, bool))
+    ro = z.astype(np.float64)
+    ro.flags.writeable = False
+    idx2, hit2 = crease_pixels(ro, CAM, ~np.isfinite(z), 2, 40.0, np.ones(z.shape, bool))
+    np.testing.assert_array_equal(idx2, idx)
+    np.testing.assert_array_equal(hit2, hit)
+    wide = np.zeros((z.shape[0], 2 * z.shape[1]), np.float32)[:, ::2]  # a strided view
+    wide[:] = z
+    _, hit3 = crease_pixels(wide, CAM, ~np.isfinite(z), 2, 40.0, np.ones(z.shape, bool))
+    np.testing.assert_array_equal(hit3, hit)
+    # a one-pixel `where`, at the edge and inside
+    where = np.zeros(z.shape, bool)
+    where[0, 0] = True
+    assert crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, where)[0].size == 0
+    where[60, 80] = True
+    assert crease_pixels(z, CAM, ~np.isfinite(z), 2, 40.0, where)[0].tolist() == [60 * CAM.width + 80]
+
+
+def _depth_noise_reference(depth, jump_rel=0.03):
+    """The numpy of commit a1c0e2f."""
+    z = np.asarray(depth, dtype=np.float32)[::4]
+    with np.errstate(invalid='ignore'):
+        d2 = z[:, :-2] - 2 * z[:, 1:-1] + z[:, 2:]
+        zc = z[:, 1:-1]
+        ok = np.isfinite(d2) & (np.abs(d2) < jump_rel * zc)
+    if ok.sum() < 100:
+        return 0.0
+    return float(np.mean(np.abs(d2[ok]) / zc[ok] ** 2) / (np.sqrt(6.0) * np.sqrt(2.0 / np.pi)))
+
+
+def test_depth_noise_kernel_matches_the_numpy_it_replaced():
+    rng = np.random.default_rng(0)
+    for shape in [(480, 640), (3, 3), (1, 200), (7, 2), (0, 5), (13, 101), (400, 1)]:
+        for noise in (0.0, 0.002):
+            z = (2.0 + rng.normal(0, noise * 4, shape)).astype(np.float32)
+            z[rng.random(shape) < 0.05] = np.nan
+            z[rng.random(shape) < 0.05] = np.inf
+            assert depth_noise(z) == _depth_noise_reference(z), shape
+    z = (2.0 + rng.normal(0, 0.01, (100, 120))).astype(np.float64)[:, ::2]  # float64, a view
+    assert depth_noise(z) == _depth_noise_reference(z) > 0

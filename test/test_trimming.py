@@ -121,3 +121,189 @@ def test_a_mask_over_a_hole_in_noisy_depth_is_no_error():
     labels = trimmed(depth, masks)
     assert (labels == 1)[exact].mean() > 0.95, 'the card lost its pixels'
     np.testing.assert_array_equal(labels == 2, hole)  # no depth to judge by: nothing trimmed
+
+
+# --- the pass-3 kernel (_keep_connected) against the numpy it replaced -------------------------------------
+
+def _runs_on_outside_reference(z, mask, crease, far, ys, xs, rel, tol_abs):
+    h, w = z.shape
+    z0 = z[ys, xs]
+    tol = z0 * rel + tol_abs
+    free = ~(crease[ys, xs] | far[ys, xs])
+    ny = np.clip(ys + np.array([0, 0, 1, -1])[:, None], 0, h - 1)
+    nx = np.clip(xs + np.array([1, -1, 0, 0])[:, None], 0, w - 1)
+    with np.errstate(invalid='ignore'):
+        smooth = np.abs(z[ny, nx] - z0) <= tol
+    smooth &= ~(mask[ny, nx] | crease[ny, nx] | far[ny, nx])
+    return free & smooth.any(axis=0)
+
+
+def _keep_connected_reference(mask, core, rim, z, far, crease, cut, front, y0, x0, band_flat, behind, limit, rel,
+                              tol_abs, labels):
+    """The numpy pass 3 and edge-pixel rescue of commit a1c0e2f, for one instance (returns new labels)."""
+    bh, bw = mask.shape
+    h, w = z.shape
+    sl = np.s_[y0:y0 + bh, x0:x0 + bw]
+    region = core.copy()
+    region.reshape(-1)[(band_flat // w - y0) * bw + band_flat % w - x0] = True
+    zc = z[sl]
+    with np.errstate(invalid='ignore'):
+        behind_m = zc > behind
+    open_ = region & ~cut[sl] & ~front[sl]
+    n, comp = cv2.connectedComponents((open_ & (core | ~behind_m)).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    keep = np.bincount(comp[core], minlength=n) > 0
+    keep[0] = False
+    kept = keep[comp]
+    rest = open_ & ~kept
+    if rest.any():
+        n2, comp2 = cv2.connectedComponents(rest.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        cy, cx = np.nonzero(rest & rim)
+        leaks = _runs_on_outside_reference(zc, mask, crease[sl], far[sl], cy, cx, rel, tol_abs)
+        n_leak = np.bincount(comp2[cy[leaks], cx[leaks]], minlength=n2)
+        n_contact = np.bincount(comp2[cy, cx], minlength=n2)
+        good = ~((n_leak >= 2) & (n_leak >= 0.3 * n_contact))
+        good[0] = False
+        with np.errstate(invalid='ignore'):
+            kept = kept | (good[comp2] & (zc <= limit))
+    kept_w = np.zeros((h, w), bool)
+    kept_w[sl] = kept
+    drop = np.zeros((h, w), bool)
+    drop[sl] = region & ~(kept | core)
+    ey, ex = np.nonzero(drop & (far | crease) & ~front)
+    nb_y = np.clip(ey + np.array([-1, -1, -1, 0, 0, 1, 1, 1])[:, None], 0, h - 1)
+    nb_x = np.clip(ex + np.array([-1, 0, 1, -1, 1, -1, 0, 1])[:, None], 0, w - 1)
+    ok = kept_w[nb_y, nb_x]
+    zn = z[nb_y, nb_x]
+    lo = np.min(zn, axis=0, where=ok, initial=np.inf)
+    hi = np.max(zn, axis=0, where=ok, initial=-np.inf)
+    ze = z[ey, ex]
+    tol = ze * rel + tol_abs
+    with np.errstate(invalid='ignore'):
+        back = (ze <= hi + tol) & (ze >= lo - tol)
+    drop[ey[back], ex[back]] = False
+    out = labels.copy()
+    out[drop] = 0
+    return out
+
+
+def _noisy_scene(seed, noise=0.0, holes=False):
+    rng = np.random.default_rng(seed)
+    depth = np.full((CAM.height, CAM.width), 3.0, np.float32)
+    v = np.arange(CAM.height)[:, None]
+    depth[v[:, 0] > 170] = (3.0 - (v[v[:, 0] > 170] - 170) * 0.015).astype(np.float32)  # a floor
+    masks = []
+    for _ in range(4):
+        x0, y0 = rng.integers(0, CAM.width - 40), rng.integers(0, CAM.height - 40)
+        x1, y1 = x0 + rng.integers(8, 90), y0 + rng.integers(8, 90)
+        depth[y0:y1, x0:x1] = rng.uniform(1.2, 2.8)
+        exact = np.zeros(depth.shape, bool)
+        exact[y0:y1, x0:x1] = True
+        masks.append(dilate(exact, int(rng.integers(1, 6))))
+    depth = (depth + rng.normal(0, noise, depth.shape) * depth ** 2).astype(np.float32)
+    if holes:
+        depth[rng.random(depth.shape) < 0.02] = np.nan
+        depth[40:70, 10:50] = np.inf
+    return depth, np.stack(masks)
+
+
+@pytest.mark.parametrize('seed, noise, holes', [(0, 0.0, False), (1, 0.0015, False), (2, 0.0015, True),
+                                                (3, 0.004, True), (4, 0.0, True)])
+def test_pass_3_kernel_matches_the_numpy_it_replaced(monkeypatch, seed, noise, holes):
+    import vizion3d_ros.core.trimming as trimming
+
+    kernel = trimming._keep_connected
+    checked = []
+
+    def both(*args):
+        labels = args[-1]
+        expected = _keep_connected_reference(*args[:-1], labels)
+        kernel(*args)
+        np.testing.assert_array_equal(labels, expected)
+        checked.append(int((expected != 0).sum()))
+
+    monkeypatch.setattr(trimming, '_keep_connected', both)
+    depth, masks = _noisy_scene(seed, noise, holes)
+    trimmed(depth, masks)
+    assert checked, 'no instance reached pass 3'
+
+
+def test_pass_3_kernel_edge_cases():
+    import vizion3d_ros.core.trimming as trimming
+
+    f4 = np.float32
+    z = np.full((6, 7), 2.0, np.float32)
+    no = np.zeros((6, 7), bool)
+    labels = np.ones((6, 7), np.int32)
+    crop = np.ones((3, 3), bool)
+    # no band pixels at all: nothing changes
+    trimming._keep_connected(crop, crop, no[:3, :3], z, no, no, no, no, 1, 1, np.zeros(0, np.int64), f4(3), f4(3),
+                             f4(0.03), f4(0.01), labels)
+    assert (labels == 1).all()
+    # one band pixel at the window's corner, away from an empty core: a piece of its own that does not
+    # leak (all its neighbours are mask), kept while no deeper than the limit, else it loses its label
+    core = np.zeros((2, 2), bool)
+    args = (np.ones((2, 2), bool), core, np.ones((2, 2), bool), z, no, no, no, no, 0, 0, np.array([0], np.int64),
+            f4(3))
+    trimming._keep_connected(*args, f4(3), f4(0.03), f4(0.01), labels)
+    assert (labels == 1).all()
+    trimming._keep_connected(*args, f4(1), f4(0.03), f4(0.01), labels)
+    assert labels[0, 0] == 0 and labels.sum() == labels.size - 1
+    # read-only inputs and views match the kernel's one signature
+    ro = np.zeros((6, 7), bool)
+    ro.flags.writeable = False
+    zr = z.copy()
+    zr.flags.writeable = False
+    trimming._keep_connected(crop, crop, ro[:3, :3], zr, ro, ro, ro, ro, 1, 1, np.array([8], np.int64)[:1],
+                             f4(3), f4(3), f4(0.03), f4(0.01), labels)
+    assert len(trimming._keep_connected.dispatcher.signatures) == 1
+
+
+def test_one_pixel_empty_and_depthless_masks():
+    depth, exact = wall_with_card()
+    one = np.zeros_like(exact)
+    one[10, 10] = True
+    empty = np.zeros_like(exact)
+    depthless = np.zeros_like(exact)
+    depthless[180:230, 200:300] = True
+    depth[170:240, 190:310] = np.nan
+    masks = np.stack([dilate(exact, 4), one, empty, depthless])
+    labels = trimmed(depth, masks, scores=np.array([0.9, 0.8, 0.7, 0.6]))
+    assert (labels == 1)[exact].all() and not (labels == 1)[dilate(exact, 4) & ~exact].any()
+    assert labels[10, 10] == 2  # too small to have a core: never trimmed
+    assert not (labels == 3).any()
+    np.testing.assert_array_equal(labels == 4, depthless)  # no depth to judge by: nothing trimmed
+
+
+def _in_front_reference(smooth, w, band, core, noise, front_tolerance):
+    """The numpy of commit a1c0e2f."""
+    with np.errstate(invalid='ignore'):
+        z0 = smooth[core]
+        gx = (smooth[core + 1] - smooth[core - 1]) * np.float32(0.5)
+        gy = (smooth[core + w] - smooth[core - w]) * np.float32(0.5)
+        gx[~np.isfinite(gx)] = 0
+        gy[~np.isfinite(gy)] = 0
+        dy, dx = np.divmod(band, w)
+        qy, qx = np.divmod(core, w)
+        expected = z0 + gx * (dx - qx) + gy * (dy - qy)
+        margin = expected * front_tolerance + 0.002 + 3.0 * noise * expected ** 2
+        return smooth[band] < expected - margin
+
+
+def test_in_front_kernel_matches_the_numpy_it_replaced():
+    import vizion3d_ros.core.trimming as trimming
+
+    rng = np.random.default_rng(2)
+    h, w = 60, 80
+    v, u = np.mgrid[0:h, 0:w]
+    smooth = (2.0 + 0.01 * u - 0.02 * v + rng.normal(0, 0.01, (h, w))).astype(np.float32)
+    smooth[rng.random((h, w)) < 0.05] = np.inf  # no depth: flat slopes, or no answer
+    smooth[rng.random((h, w)) < 0.02] = np.nan
+    inner = np.flatnonzero(((v > 0) & (v < h - 1) & (u > 0) & (u < w - 1)).reshape(-1))
+    core = rng.choice(inner, 3000)
+    band = rng.integers(0, h * w, 3000)
+    for noise, tol in ((0.0, 0.0), (0.0015, 0.0), (0.004, 0.01)):
+        got = trimming._in_front_of_core(smooth.reshape(-1), w, band, core, noise, tol)
+        np.testing.assert_array_equal(got, _in_front_reference(smooth.reshape(-1), w, band, core, noise, tol))
+        assert got.any() and not got.all()
+    empty = np.zeros(0, np.int64)
+    assert trimming._in_front_of_core(smooth.reshape(-1), w, empty, empty, 0.0, 0.0).size == 0

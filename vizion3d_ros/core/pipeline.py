@@ -12,6 +12,7 @@ import numpy as np
 
 from .camera import PinholeIntrinsics, Projection
 from .geometry import ObjectGeometry, object_geometry
+from .jit import warm_kernels
 from .lifting import LiftConfig, PreparedCloud, lift_masks, prepare_cloud
 from .segmentation.base import Segmentation, SegmentationBackend
 
@@ -99,6 +100,7 @@ def _is_sorted(scores: np.ndarray) -> bool:
 class FramePipeline:
     """Segmentation backend + lifting, with per-stage timings.
 
+    Creating one compiles the lifting's kernels (:func:`~.jit.warm_kernels`), so that no frame does.
     Segmentation runs on the pipeline's own inference thread, so that the caller can prepare the cloud
     (parse it, transform it, project it) while the model runs: see :meth:`start`. Torch, OpenCV and
     numpy release the GIL in their heavy parts, so the two overlap for real, and with a GPU the cloud
@@ -114,6 +116,9 @@ class FramePipeline:
         # one thread, kept for the pipeline's life: torch keeps per-thread state (its OpenMP team), so
         # a fresh thread per frame would cost more than it saves. It ends with the pipeline (see close).
         self._inference: ThreadPoolExecutor | None = None
+        # the lifting's compiled kernels, now rather than on the first frame (the node builds its
+        # pipeline while it activates); loaded from numba's disk cache after the first run, ~1 s before
+        warm_kernels()
 
     def start(self, image_rgb: np.ndarray, cam: PinholeIntrinsics) -> PendingFrame:
         """Start segmenting ``image_rgb`` on the inference thread; returns at once.

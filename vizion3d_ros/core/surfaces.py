@@ -10,24 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from .camera import PinholeIntrinsics
+from .jit import array, kernel
 
 
 def row_col(flat: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of flat pixel indices: ``np.divmod(flat, width)``, several times faster for int64."""
     r = flat // width
     return r, flat - r * width
-
-
-def _cross(a: tuple, b: tuple) -> tuple:
-    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
-
-
-def _angle_above(n1: tuple, n2: tuple, cos_max: float) -> np.ndarray:
-    """True where the angle between the (unnormalised) vectors exceeds acos(cos_max) (NaN: False)."""
-    dot = n1[0] * n2[0] + n1[1] * n2[1] + n1[2] * n2[2]
-    nn = (n1[0] ** 2 + n1[1] ** 2 + n1[2] ** 2) * (n2[0] ** 2 + n2[1] ** 2 + n2[2] ** 2)
-    with np.errstate(invalid='ignore'):
-        return (dot < 0) | (dot * dot < np.float32(cos_max ** 2) * nn) if cos_max > 0 else dot < cos_max * np.sqrt(nn)
 
 
 def far_edges(z: np.ndarray, valid: np.ndarray, jump_rel: float = 0.03, jump_abs: float = 0.01) -> np.ndarray:
@@ -70,27 +59,70 @@ def crease_pixels(z: np.ndarray, cam: PinholeIntrinsics, blocked: np.ndarray, st
     idx = np.flatnonzero(free)
     if idx.size == 0:
         return idx, np.zeros(0, bool)
-    ys, xs = row_col(idx, w)
-    ys += origin[0]
-    xs += origin[1]
-    zf = np.ascontiguousarray(z, dtype=np.float32).reshape(-1)
-    ax = np.float32(1.0 / cam.fx)
-    ay = np.float32(1.0 / cam.fy)
-
-    def point(offset: int, dy: int, dx: int) -> tuple:
-        d = zf[idx + offset]
-        return ((xs + dx - np.float32(cam.cx)) * ax * d, (ys + dy - np.float32(cam.cy)) * ay * d, d)
-
-    p0, pxf, pxb = point(0, 0, 0), point(step, 0, step), point(-step, 0, -step)
-    pyf, pyb = point(step * w, step, 0), point(-step * w, -step, 0)
-    fx = [a - c for a, c in zip(pxf, p0)]
-    bx = [c - a for a, c in zip(pxb, p0)]
-    fy = [a - c for a, c in zip(pyf, p0)]
-    by = [c - a for a, c in zip(pyb, p0)]
-    n_ff = _cross(fx, fy)
+    if z.dtype != np.float32:
+        z = z.astype(np.float32)
     cos_max = float(np.cos(np.deg2rad(crease_deg)))
-    # a kink across columns shows in the x tangents, one across rows in the y tangents
-    return idx, _angle_above(n_ff, _cross(bx, fy), cos_max) | _angle_above(n_ff, _cross(fx, by), cos_max)
+    hit = _creased(z, idx, w, int(step), int(origin[0]), int(origin[1]), np.float32(1.0 / cam.fx),
+                   np.float32(1.0 / cam.fy), np.float32(cam.cx), np.float32(cam.cy), float(np.float32(cos_max ** 2)),
+                   cos_max)
+    return idx, hit
+
+
+def _sig_creased():
+    from numba import types
+
+    i8, f4, f8 = types.int64, types.float32, types.float64
+    return types.boolean[::1](array('float32', 2), array('int64', 1), i8, i8, i8, i8, f4, f4, f4, f4, f8, f8)
+
+
+@kernel(_sig_creased)
+def _creased(z, idx, w, step, oy, ox, ax, ay, cx, cy, cos2, cos_max):  # pragma: no cover - compiled
+    """The crease test of :func:`crease_pixels` at the flat pixels ``idx`` of ``z`` (row width ``w``).
+
+    Back-projects the pixel and its four neighbours ``step`` px away (pixel ``(y + oy, x + ox)`` of the
+    camera with inverse focal lengths ``ax``, ``ay`` and centre ``cx``, ``cy``) and compares the normal of
+    the forward tangents with those that swap in the backward x or y tangent: creased where either
+    angle exceeds ``acos(cos_max)`` (``cos2`` is ``cos_max**2`` rounded to float32). The arithmetic is
+    numpy's (float64, the depth differences in float32), so the answers are the same bit for bit.
+    """
+    out = np.empty(idx.size, np.bool_)
+    for j in range(idx.size):
+        y = idx[j] // w
+        x = idx[j] - y * w
+        d0, dxf, dxb = z[y, x], z[y, x + step], z[y, x - step]
+        dyf, dyb = z[y + step, x], z[y - step, x]
+        u = np.float64(x + ox)
+        v = np.float64(y + oy)
+        x0 = (u - cx) * ax * d0
+        y0 = (v - cy) * ay * d0
+        # tangents: forward x, backward x, forward y, backward y (x, y in float64, depth in float32)
+        fxx = (u + step - cx) * ax * dxf - x0
+        fxy = (v - cy) * ay * dxf - y0
+        fxz = dxf - d0
+        bxx = x0 - (u - step - cx) * ax * dxb
+        bxy = y0 - (v - cy) * ay * dxb
+        bxz = d0 - dxb
+        fyx = (u - cx) * ax * dyf - x0
+        fyy = (v + step - cy) * ay * dyf - y0
+        fyz = dyf - d0
+        byx = x0 - (u - cx) * ax * dyb
+        byy = y0 - (v - step - cy) * ay * dyb
+        byz = d0 - dyb
+        # normals: forward x forward; backward x with forward y; forward x with backward y
+        n0, n1, n2 = fxy * fyz - fxz * fyy, fxz * fyx - fxx * fyz, fxx * fyy - fxy * fyx
+        a0, a1, a2 = bxy * fyz - bxz * fyy, bxz * fyx - bxx * fyz, bxx * fyy - bxy * fyx
+        b0, b1, b2 = fxy * byz - fxz * byy, fxz * byx - fxx * byz, fxx * byy - fxy * byx
+        nn = n0 * n0 + n1 * n1 + n2 * n2
+        creased = False
+        for m0, m1, m2 in ((a0, a1, a2), (b0, b1, b2)):
+            dot = n0 * m0 + n1 * m1 + n2 * m2
+            mm = nn * (m0 * m0 + m1 * m1 + m2 * m2)
+            if cos_max > 0:
+                creased |= dot < 0 or dot * dot < cos2 * mm
+            else:
+                creased |= dot < cos_max * np.sqrt(mm)
+        out[j] = creased
+    return out
 
 
 def depth_noise(depth: np.ndarray, jump_rel: float = 0.03) -> float:
@@ -99,16 +131,38 @@ def depth_noise(depth: np.ndarray, jump_rel: float = 0.03) -> float:
     From the second difference along rows, ``z[u-1] - 2 z[u] + z[u+1]``, which has sigma
     ``sqrt(6) * s`` on noisy planes and is ~0 on noise-free ones; every 4th row is enough.
     """
-    z = np.asarray(depth, dtype=np.float32)[::4]
-    with np.errstate(invalid='ignore'):
-        d2 = z[:, :-2] - 2 * z[:, 1:-1] + z[:, 2:]
-        zc = z[:, 1:-1]
-        ok = np.isfinite(d2) & (np.abs(d2) < jump_rel * zc)
-    if ok.sum() < 100:
+    ratios = _second_differences(np.asarray(depth, dtype=np.float32), np.float32(jump_rel))
+    if ratios.size < 100:
         return 0.0
     # mean, not median: quantised depth (Kinect-style disparity steps) is flat between steps, which
     # makes the median zero; E|d2| = sqrt(6) * sigma * sqrt(2 / pi) for Gaussian noise
-    return float(np.mean(np.abs(d2[ok]) / zc[ok] ** 2) / (np.sqrt(6.0) * np.sqrt(2.0 / np.pi)))
+    return float(np.mean(ratios) / (np.sqrt(6.0) * np.sqrt(2.0 / np.pi)))
+
+
+def _sig_second_differences():
+    from numba import types
+
+    return types.float32[::1](array('float32', 2), types.float32)
+
+
+@kernel(_sig_second_differences)
+def _second_differences(z, jump_rel):  # pragma: no cover - compiled
+    """``|d2| / z**2`` of the finite second differences along every 4th row, smaller than ``jump_rel * z``.
+
+    In raster order and in float32, as numpy computes them (``d2 = z[u-1] - 2 z[u] + z[u+1]``).
+    """
+    h, w = z.shape
+    out = np.empty(max(((h + 3) // 4) * (w - 2), 0), np.float32)
+    n = 0
+    two = np.float32(2.0)
+    for y in range(0, h, 4):
+        for x in range(1, w - 1):
+            zc = z[y, x]
+            d2 = z[y, x - 1] - two * zc + z[y, x + 1]
+            if np.isfinite(d2) and abs(d2) < jump_rel * zc:
+                out[n] = abs(d2) / (zc * zc)
+                n += 1
+    return out[:n]
 
 
 def typical_depth(z: np.ndarray) -> float:

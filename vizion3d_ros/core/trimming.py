@@ -25,6 +25,7 @@ from functools import cache
 import numpy as np
 
 from .camera import PinholeIntrinsics
+from .jit import array, kernel
 from .planes import near_planes
 from .surfaces import crease_pixels, depth_noise, far_edges, noise_needs_smoothing, row_col, smooth_depth, typical_depth
 
@@ -33,7 +34,6 @@ from .surfaces import crease_pixels, depth_noise, far_edges, noise_needs_smoothi
 BOX_PAD = 8
 #: Margin around one instance's box for its own steps, which look one pixel past the mask's rim.
 CROP_PAD = 2
-_DY4, _DX4 = np.array([0, 0, 1, -1])[:, None], np.array([1, -1, 0, 0])[:, None]  # the 4-neighbours
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,15 @@ class _Border:
 
     index: int
     box: tuple[int, int, int, int]  # y0, y1, x0, x1 of its crop (with CROP_PAD)
+    mask: np.ndarray  # (bh, bw) bool: the instance's mask
     region: np.ndarray  # (bh, bw) bool: pixels labelled with this instance
     core: np.ndarray  # (bh, bw) bool
     rim: np.ndarray  # (bh, bw) bool: within one pixel of the mask's edge
     core_z: np.ndarray  # the finite depths of the core
     step: int  # baseline (pixels) of the normals for the crease test
     size_px: int  # the mask's larger side (pixels)
-    core_crop: np.ndarray  # flat indices (in the crop) of the core pixels
-    band_flat: np.ndarray  # global flat indices of the band pixels
-    nearest_core_flat: np.ndarray  # global flat index of each band pixel's nearest core pixel
+    band_flat: np.ndarray  # window flat indices of the band pixels (raster order)
+    nearest_core_flat: np.ndarray  # window flat index of each band pixel's nearest core pixel
     z_top: float = np.nan  # 99th percentile of the core's depth (set by _set_core_depths)
     z_median: float = np.nan
 
@@ -233,18 +233,20 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
     band = np.concatenate([b.band_flat for b in borders])
     front = np.zeros(h * w, bool)
     front[band] = _in_front_of_core(smooth.reshape(-1), w, band, np.concatenate([b.nearest_core_flat
-                                                                                for b in borders]), noise, cfg)
+                                                                                for b in borders]),
+                                    float(noise), float(cfg.front_tolerance))
     if planes is not None and len(planes):
         front[band] |= _on_planes(surface.reshape(-1), w, band, cam, planes)
     front = front.reshape(h, w)
     # pass 3: per instance, what stays connected to the core
     cut = blocked | crease
-    kept = np.zeros((h, w), labels.dtype)  # the instance label of each border pixel kept, 0 elsewhere
-    drop = np.zeros((h, w), bool)  # border pixels judged not to be their object's
+    rel, tol_abs = np.float32(cfg.depth_tolerance), np.float32(cfg.depth_tolerance_abs)
     for b in borders:
-        _keep_connected(masks[b.index], surface, far, crease, cut, front, b, cam, cfg, kept, drop)
-    _rescue_edge_pixels(labels, surface, drop & (far | crease) & ~front, kept, drop, cfg)
-    labels[drop] = 0
+        y0, _, x0, _ = b.box
+        # the thresholds in float32, as numpy compares float32 depths with a Python float
+        _keep_connected(b.mask, b.core, b.rim, surface, far, crease, cut, front, y0, x0, b.band_flat,
+                        np.float32(b.z_top + cfg.depth_tolerance_abs),
+                        np.float32(b.z_top + b.size_px * b.z_median / cam.fx), rel, tol_abs, labels)
 
 
 def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, cam: PinholeIntrinsics,
@@ -268,21 +270,20 @@ def _border(labels: np.ndarray, mask_full: np.ndarray, surface: np.ndarray, cam:
         core8 = _erode_disc(m8, e)
     core = core8.view(bool) & region
     bw = x1 - x0
-    core_crop = np.flatnonzero(core)
-    core_flat = crop_to_global(core_crop, bw, y0, x0, cam.width)
+    core_flat = crop_to_global(np.flatnonzero(core), bw, y0, x0, cam.width)
     core_z = surface.reshape(-1).take(core_flat)
     core_z = core_z[np.isfinite(core_z)]
     if core_z.size == 0:
         return None
     rim = cv2.morphologyEx(m8, cv2.MORPH_GRADIENT, _SQUARE_3).view(bool)  # dilated != eroded
-    band_crop = np.flatnonzero(region & ~core)
     # the nearest core pixel of every band pixel: OpenCV numbers the zero pixels (the core) of its
-    # input in raster order, so label n is the n-th core pixel of np.flatnonzero
+    # input in raster order, so label n is the n-th core pixel
     _, nearest = cv2.distanceTransformWithLabels((~core).view(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
+    band_crop = np.flatnonzero(region & ~core)
     _, _, mw, mh = cv2.boundingRect(m8)
-    return _Border(index=i, box=box, region=region, core=core, rim=rim, core_z=core_z,
-                   step=step, size_px=max(mw, mh), core_crop=core_crop,
+    return _Border(index=i, box=box, mask=m8.view(bool), region=region, core=core, rim=rim, core_z=core_z,
+                   step=step, size_px=max(mw, mh),
                    band_flat=crop_to_global(band_crop, bw, y0, x0, cam.width),
                    nearest_core_flat=core_flat.take(nearest.reshape(-1).take(band_crop) - 1))
 
@@ -318,26 +319,40 @@ def crop_to_global(flat: np.ndarray, crop_width: int, y0: int, x0: int, width: i
     return out
 
 
-def _in_front_of_core(smooth: np.ndarray, w: int, band: np.ndarray, core: np.ndarray, noise: float,
-                      cfg: TrimConfig) -> np.ndarray:
-    """Band pixels nearer than the plane of their nearest core pixel extrapolates to.
+def _sig_in_front():
+    from numba import types
+
+    i8 = array('int64', 1)
+    return types.boolean[::1](array('float32', 1), types.int64, i8, i8, types.float64, types.float64)
+
+
+@kernel(_sig_in_front)
+def _in_front_of_core(smooth, w, band, core, noise, front_tolerance):  # pragma: no cover - compiled
+    """Band pixels (flat) nearer than the plane of their nearest core pixel (flat) extrapolates to.
 
     Spill onto a supporting surface (the floor in front of an object) continues without a depth jump
     but comes towards the camera where the object's own face, carried on by its slope, does not.
     The plane comes from the smoothed depth (central differences at the core pixel, which lies inside
-    the mask, so its neighbours are in the image); the margin covers the sensor noise (three sigma).
+    the mask, so its neighbours are in the image; not finite: flat); the margin covers the sensor noise
+    (three sigma). numpy's arithmetic: the slopes in float32, the plane in float64.
     """
-    with np.errstate(invalid='ignore'):
-        z0 = smooth[core]
-        gx = (smooth[core + 1] - smooth[core - 1]) * np.float32(0.5)
-        gy = (smooth[core + w] - smooth[core - w]) * np.float32(0.5)
-        gx[~np.isfinite(gx)] = 0
-        gy[~np.isfinite(gy)] = 0
-        dy, dx = row_col(band, w)
-        qy, qx = row_col(core, w)
-        expected = z0 + gx * (dx - qx) + gy * (dy - qy)
-        margin = expected * cfg.front_tolerance + 0.002 + 3.0 * noise * expected ** 2
-        return smooth[band] < expected - margin
+    out = np.empty(band.size, np.bool_)
+    half = np.float32(0.5)
+    for j in range(band.size):
+        c = core[j]
+        z0 = smooth[c]
+        gx = (smooth[c + 1] - smooth[c - 1]) * half
+        gy = (smooth[c + w] - smooth[c - w]) * half
+        if not np.isfinite(gx):
+            gx = np.float32(0.0)
+        if not np.isfinite(gy):
+            gy = np.float32(0.0)
+        dy = band[j] // w
+        qy = c // w
+        expected = z0 + gx * np.float64(band[j] - dy * w - (c - qy * w)) + gy * np.float64(dy - qy)
+        margin = expected * front_tolerance + 0.002 + 3.0 * noise * (expected * expected)
+        out[j] = smooth[band[j]] < expected - margin
+    return out
 
 
 def _on_planes(surface: np.ndarray, w: int, pixels: np.ndarray, cam: PinholeIntrinsics,
@@ -353,95 +368,142 @@ def _on_planes(surface: np.ndarray, w: int, pixels: np.ndarray, cam: PinholeIntr
     return out
 
 
-def _keep_connected(mask_full: np.ndarray, surface: np.ndarray, far_full: np.ndarray,
-                    crease_full: np.ndarray, cut_full: np.ndarray, front_full: np.ndarray, b: _Border,
-                    cam: PinholeIntrinsics, cfg: TrimConfig, kept_out: np.ndarray, drop_out: np.ndarray) -> None:
-    """Pass 3 for one instance: border pixels connected to the core get its label in ``kept_out``.
+def _sig_keep_connected():
+    from numba import types
 
-    The other border pixels are marked in ``drop_out``.
+    b, z, i8 = array('boolean', 2), array('float32', 2), types.int64
+    f4 = types.float32
+    return types.void(b, b, b, z, b, b, b, b, i8, i8, array('int64', 1), f4, f4, f4, f4, array('int32', 2, True))
+
+
+@kernel(_sig_keep_connected)
+def _keep_connected(mask, core, rim, z, far, crease, cut, front, y0, x0, band_flat, behind, limit, rel, tol_abs,
+                    labels):  # pragma: no cover - compiled (the tests call it compiled)
+    """Pass 3 for one instance: clear in ``labels`` the band pixels that are not its object's.
+
+    ``mask``, ``core`` and ``rim`` are the instance's crop at ``(y0, x0)`` of the window; ``z`` (visible
+    depth), ``far``, ``crease``, ``cut`` (jumps, creases and holes), ``front`` (in front of the core or on
+    a support plane) and ``labels`` are the window's; ``band_flat`` lists the band's pixels (window flat
+    indices, raster order), the only pixels visited.
+
+    A pixel is *open* unless cut or in front. Kept: the 4-connected pieces of open pixels that are
+    core or no deeper than ``behind`` and that hold a core pixel; then the other open pieces, unless
+    their surface runs on smoothly outside the mask (at least 2 of their rim pixels, and 30 % of their
+    pixels on the rim, have a 4-neighbour outside the mask within ``rel * z + tol_abs`` in depth, with
+    no jump or crease at either pixel), at their pixels no deeper than ``limit``. A band pixel not kept
+    loses its label, unless it is a jump or crease pixel (not in front) whose depth lies within the range
+    of its kept 8-neighbours' depths, widened by the same tolerance (neighbours clipped to the window).
     """
-    import cv2
-
-    y0, y1, x0, x1 = b.box
-    mask = mask_full[y0:y1, x0:x1]
-    zc = surface[y0:y1, x0:x1]
-    far = far_full[y0:y1, x0:x1]
-    crease = crease_full[y0:y1, x0:x1]
-    front = front_full[y0:y1, x0:x1]
-    region, core = b.region, b.core
-    with np.errstate(invalid='ignore'):
-        behind = zc > b.z_top + cfg.depth_tolerance_abs
-    open_ = region & ~cut_full[y0:y1, x0:x1] & ~front
-    n, comp = cv2.connectedComponents((open_ & (core | ~behind)).view(np.uint8), connectivity=4,
-                                      ltype=cv2.CV_32S)
-    keep = np.bincount(comp.reshape(-1).take(b.core_crop), minlength=n) > 0
-    keep[0] = False
-    kept = keep.take(comp)
-    rest = open_ & ~kept
-    if rest.any():
-        n2, comp2 = cv2.connectedComponents(rest.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        # spill runs on outside along most of its contact with the mask's edge; an object part
-        # only where a jump or crease line has a gap
-        cy, cx = rows_cols(rest & b.rim)  # rest pixels on the mask's edge
-        leaks = _runs_on_outside(zc, mask, crease, far, cy, cx, cfg)
-        n_leak = np.bincount(comp2[cy[leaks], cx[leaks]], minlength=n2)
-        n_contact = np.bincount(comp2[cy, cx], minlength=n2)
-        good = ~((n_leak >= 2) & (n_leak >= 0.3 * n_contact))
-        good[0] = False
-        # and no part of an object lies deeper behind its core than the object is large
-        limit = b.z_top + b.size_px * b.z_median / cam.fx
-        kept = kept | (good.take(comp2) & (zc <= limit))
-    np.copyto(kept_out[y0:y1, x0:x1], b.index + 1, where=kept)
-    drop_out[y0:y1, x0:x1] |= region & ~(kept | core)
-
-
-_DY8, _DX8 = (np.array([-1, -1, -1, 0, 0, 1, 1, 1])[:, None], np.array([-1, 0, 1, -1, 1, -1, 0, 1])[:, None])
-
-
-def _rescue_edge_pixels(labels: np.ndarray, z: np.ndarray, candidates: np.ndarray, kept: np.ndarray,
-                        drop: np.ndarray, cfg: TrimConfig) -> None:
-    """Un-``drop`` candidate pixels whose depth lies within their kept 8-neighbours' depth range.
-
-    Pixels on the far side of a jump or on a crease belong to a kept neighbour of the same instance
-    at their depth. ``kept`` holds the label of each kept pixel (0 elsewhere): a neighbour counts when
-    it is kept for the pixel's own instance. Done for all instances at once, on the few candidates.
-    """
-    h, w = labels.shape
-    ey, ex = rows_cols(candidates)
-    if ey.size == 0:
-        return
-    # all eight neighbours at once, (8, n); clipping at the window's edge repeats an edge pixel,
-    # which is a neighbour anyway
-    nb = np.clip(ey + _DY8, 0, h - 1) * w + np.clip(ex + _DX8, 0, w - 1)
-    zf = z.reshape(-1)
-    zn = zf[nb]
-    ok = kept.reshape(-1)[nb] == labels[ey, ex]
-    lo = np.min(zn, axis=0, where=ok, initial=np.inf)
-    hi = np.max(zn, axis=0, where=ok, initial=-np.inf)
-    ze = z[ey, ex]
-    tol = ze * cfg.depth_tolerance + cfg.depth_tolerance_abs
-    with np.errstate(invalid='ignore'):
-        ok = (ze <= hi + tol) & (ze >= lo - tol)
-    drop[ey[ok], ex[ok]] = False
-
-
-def _runs_on_outside(z: np.ndarray, mask: np.ndarray, crease: np.ndarray, far: np.ndarray, ys: np.ndarray,
-                     xs: np.ndarray, cfg: TrimConfig) -> np.ndarray:
-    """For mask pixels ``(ys, xs)``: does their surface run on smoothly outside the mask.
-
-    Smoothly means into a 4-neighbour outside the mask, without a jump or crease (``far``, ``crease``)
-    between them. The four neighbours of all pixels are gathered at once, ``(4, n)``.
-    """
+    bh, bw = mask.shape
     h, w = z.shape
-    if ys.size == 0:
-        return np.zeros(0, bool)
-    z0 = z[ys, xs]
-    tol = z0 * cfg.depth_tolerance + cfg.depth_tolerance_abs
-    free = ~(crease[ys, xs] | far[ys, xs])
-    ny = np.minimum(np.maximum(ys + _DY4, 0), h - 1)
-    nx = np.minimum(np.maximum(xs + _DX4, 0), w - 1)
-    zn = z[ny, nx]
-    with np.errstate(invalid='ignore'):
-        smooth = np.abs(zn - z0) <= tol  # False for NaN and inf neighbours (and inf - inf)
-    smooth &= ~(mask[ny, nx] | crease[ny, nx] | far[ny, nx])
-    return free & smooth.any(axis=0)
+    n = band_flat.size
+    # the band pixels' crop coordinates (one division each: integer division is slow)
+    by = np.empty(n, np.int64)
+    bx = np.empty(n, np.int64)
+    for j in range(n):
+        q = band_flat[j] // w
+        by[j] = q - y0
+        bx[j] = band_flat[j] - q * w - x0
+    # state of the band pixels: 0 not open (or not band), 1 open, 2 kept, 3 in a piece not (yet) kept
+    state = np.zeros((bh, bw), np.uint8)
+    for j in range(n):
+        if not cut[y0 + by[j], x0 + bx[j]] and not front[y0 + by[j], x0 + bx[j]]:
+            state[by[j], bx[j]] = 1
+    sy = np.empty(n, np.int64)  # a stack of crop coordinates
+    sx = np.empty(n, np.int64)
+    # seeds: open band pixels not behind the core, next to an open core pixel
+    top = 0
+    for j in range(n):
+        yy, xx = by[j], bx[j]
+        if state[yy, xx] != 1 or z[y0 + yy, x0 + xx] > behind:
+            continue
+        for k in range(4):
+            ny = yy + (1 if k == 0 else -1 if k == 1 else 0)
+            nx = xx + (1 if k == 2 else -1 if k == 3 else 0)
+            if 0 <= ny < bh and 0 <= nx < bw and core[ny, nx] and not cut[y0 + ny, x0 + nx] \
+                    and not front[y0 + ny, x0 + nx]:
+                state[yy, xx] = 2
+                sy[top], sx[top] = yy, xx
+                top += 1
+                break
+    while top > 0:  # grow through open band pixels not behind the core
+        top -= 1
+        yy, xx = sy[top], sx[top]
+        for k in range(4):
+            ny = yy + (1 if k == 0 else -1 if k == 1 else 0)
+            nx = xx + (1 if k == 2 else -1 if k == 3 else 0)
+            if 0 <= ny < bh and 0 <= nx < bw and state[ny, nx] == 1 and not z[y0 + ny, x0 + nx] > behind:
+                state[ny, nx] = 2
+                sy[top], sx[top] = ny, nx
+                top += 1
+    # the open band pixels left, in 4-connected pieces (listed in oy, ox): kept unless they leak
+    oy = np.empty(n, np.int64)
+    ox = np.empty(n, np.int64)
+    n_order = 0
+    for j in range(n):
+        if state[by[j], bx[j]] != 1:
+            continue
+        first = n_order
+        state[by[j], bx[j]] = 3
+        sy[0], sx[0] = by[j], bx[j]
+        top = 1
+        n_leak = 0
+        n_contact = 0
+        while top > 0:
+            top -= 1
+            yy, xx = sy[top], sx[top]
+            oy[n_order], ox[n_order] = yy, xx
+            n_order += 1
+            gy, gx = y0 + yy, x0 + xx
+            if rim[yy, xx]:
+                n_contact += 1
+                if not (crease[gy, gx] or far[gy, gx]):
+                    z0 = z[gy, gx]
+                    tol = z0 * rel + tol_abs
+                    for k in range(4):  # clipped to the crop, so an edge pixel meets itself (in the mask)
+                        ny = min(max(yy + (1 if k == 2 else -1 if k == 3 else 0), 0), bh - 1)
+                        nx = min(max(xx + (1 if k == 0 else -1 if k == 1 else 0), 0), bw - 1)
+                        if mask[ny, nx] or crease[y0 + ny, x0 + nx] or far[y0 + ny, x0 + nx]:
+                            continue
+                        if abs(z[y0 + ny, x0 + nx] - z0) <= tol:  # False for NaN and inf (and inf - inf)
+                            n_leak += 1
+                            break
+            for k in range(4):
+                ny = yy + (1 if k == 0 else -1 if k == 1 else 0)
+                nx = xx + (1 if k == 2 else -1 if k == 3 else 0)
+                if 0 <= ny < bh and 0 <= nx < bw and state[ny, nx] == 1:
+                    state[ny, nx] = 3
+                    sy[top], sx[top] = ny, nx
+                    top += 1
+        if not (n_leak >= 2 and n_leak >= 0.3 * n_contact):
+            for i in range(first, n_order):
+                if z[y0 + oy[i], x0 + ox[i]] <= limit:
+                    state[oy[i], ox[i]] = 2
+    # the band pixels not kept lose the label, except jump and crease pixels at their kept neighbours' depth
+    # (kept: open core pixels and band pixels of state 2; nothing outside the crop is this instance's)
+    for j in range(n):
+        yy, xx = by[j], bx[j]
+        if state[yy, xx] == 2:
+            continue
+        gy, gx = y0 + yy, x0 + xx
+        if (far[gy, gx] or crease[gy, gx]) and not front[gy, gx]:
+            lo = np.float32(np.inf)
+            hi = np.float32(-np.inf)
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    if dy == 0 and dx == 0:
+                        continue
+                    ny = min(max(gy + dy, 0), h - 1)
+                    nx = min(max(gx + dx, 0), w - 1)
+                    cy, cx = ny - y0, nx - x0
+                    if not (0 <= cy < bh and 0 <= cx < bw):
+                        continue
+                    if state[cy, cx] == 2 or (core[cy, cx] and not cut[ny, nx] and not front[ny, nx]):
+                        zn = z[ny, nx]
+                        lo = min(lo, zn)
+                        hi = max(hi, zn)
+            ze = z[gy, gx]
+            tol = ze * rel + tol_abs
+            if ze <= hi + tol and ze >= lo - tol:
+                continue
+        labels[gy, gx] = 0
