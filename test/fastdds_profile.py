@@ -11,13 +11,19 @@ The profile is the one the environment already names (``scripts/env.sh`` sets
 ``config/fastdds_large_data.xml``, the transport users get) with a default ``data_writer`` element added,
 so these tests run on the same transport as the others; with no profile in the environment it holds the
 ``data_writer`` element alone, as before.
+
+:func:`remove_zombie_segments` removes the shared-memory segments dead processes left in /dev/shm
+(conftest runs it after each module): with the profile each is 128 MiB of RAM.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +67,51 @@ def short_heartbeat(folder: Path) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(VARIABLE, str(path))
         yield
+
+
+SHM = Path('/dev/shm')
+SEGMENT = re.compile(r'^fastdds_[0-9a-z]{16}$')
+
+
+def segment_names() -> set[str]:
+    """The Fast DDS shared-memory segments in /dev/shm now (file names)."""
+    try:
+        return {n for n in os.listdir(SHM) if SEGMENT.match(n)}
+    except OSError:
+        return set()
+
+
+def _owner_alive(lock: Path) -> bool:
+    """Whether the segment's ``_el`` lock file is locked, i.e. its owner runs (``fastdds shm clean``'s test)."""
+    try:
+        with open(lock, 'ab') as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+
+
+def remove_zombie_segments(names: Iterable[str], settle_s: float = 0.5) -> int:
+    """Remove the segments among ``names`` whose owner process is gone; returns the bytes freed.
+
+    A participant that ends without being destroyed (SIGKILL, or ``os._exit`` while a node is still
+    referenced) leaves its segment in /dev/shm, and with config/fastdds_large_data.xml that is 128 MiB
+    of RAM each. A segment goes when its ``_el`` lock file is unlocked (what ``fastdds shm clean``
+    checks) twice, ``settle_s`` apart (not one being created); the caller passes the names it may touch.
+    """
+    def unlocked(among: Iterable[str]) -> list[str]:
+        return [n for n in among if (SHM / f'{n}_el').exists() and not _owner_alive(SHM / f'{n}_el')]
+
+    candidates = unlocked(names)
+    if not candidates:
+        return 0
+    time.sleep(settle_s)
+    freed = 0
+    for name in unlocked(candidates):
+        try:
+            freed += (SHM / name).stat().st_blocks * 512
+            (SHM / name).unlink()
+            (SHM / f'{name}_el').unlink(missing_ok=True)
+        except OSError:
+            continue
+    return freed

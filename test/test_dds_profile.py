@@ -115,6 +115,26 @@ def test_short_heartbeat_profile_is_the_environment_profile_plus_the_writer(tmp_
         assert Path(os.environ['FASTDDS_DEFAULT_PROFILES_FILE']).read_text() == WRITER_ONLY
 
 
+def test_zombie_segments_are_removed_and_live_ones_kept(tmp_path, monkeypatch):
+    import fcntl
+
+    import fastdds_profile
+
+    monkeypatch.setattr(fastdds_profile, 'SHM', tmp_path)
+    names = {'live': 'fastdds_0123456789abcdef', 'dead': 'fastdds_fedcba9876543210',
+             'nolock': 'fastdds_00000000000000aa'}
+    for n in names.values():
+        (tmp_path / n).write_bytes(b'x' * 4096)
+    (tmp_path / f"{names['live']}_el").touch()
+    (tmp_path / f"{names['dead']}_el").touch()
+    with open(tmp_path / f"{names['live']}_el", 'ab') as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running participant holds it (another open file description)
+        assert fastdds_profile.segment_names() == set(names.values())
+        assert fastdds_profile.remove_zombie_segments(names.values(), settle_s=0.01) >= 4096
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names['live'], f"{names['live']}_el", names['nolock']])
+
+
 def _env_sh(prefix: str) -> str:
     run = subprocess.run(['bash', '-c', f'{prefix}; source scripts/env.sh >/dev/null; '
                           'echo "${FASTDDS_DEFAULT_PROFILES_FILE-<unset>}"'],
@@ -203,3 +223,26 @@ def test_ros2_launch_gives_the_node_the_installed_profile(tmp_path):
     node_env = _ros2_launch_node_env(tmp_path, [], _env(FASTDDS_DEFAULT_PROFILES_FILE=str(mine)))
     assert node_env.get('FASTDDS_DEFAULT_PROFILES_FILE') == str(mine)
     assert 'FASTRTPS_DEFAULT_PROFILES_FILE' not in node_env
+
+
+@pytest.mark.integration
+@pytest.mark.xfail(reason='vizion3d_node leaves its Fast DDS segments in /dev/shm when it exits: main() ends with '
+                          'os._exit while the LifecycleNode is still referenced (not collected), so its '
+                          'participant is never destroyed. Fix in ros/node.py: drop the node and gc.collect() '
+                          'before os._exit. conftest removes the leftovers after each module meanwhile.',
+                   strict=False)
+def test_node_removes_its_shared_memory_segment_when_it_stops(tmp_path):
+    from node_harness import NodeProcess
+
+    node = NodeProcess(tmp_path / 'node.log', autostart='false')
+    try:
+        node.wait_for_log('autostart is off', timeout=120)
+        maps = Path(f'/proc/{node.pid}/maps').read_text().splitlines()
+        segments = {line.split()[-1] for line in maps if line.split()[-1].startswith('/dev/shm/fastdds_')
+                    and '_port' not in line}
+        assert segments, 'the node maps no Fast DDS segment'
+    finally:
+        rc = node.stop()
+    assert rc == 0, node.log()[-3000:]
+    left = sorted(s for s in segments if Path(s).exists())
+    assert not left, f'left in /dev/shm after a clean stop: {left}'
