@@ -228,8 +228,9 @@ def test_ros2_launch_gives_the_node_the_installed_profile(tmp_path):
 @pytest.mark.integration
 @pytest.mark.xfail(reason='vizion3d_node leaves its Fast DDS segments in /dev/shm when it exits: main() ends with '
                           'os._exit while the LifecycleNode is still referenced (not collected), so its '
-                          'participant is never destroyed. Fix in ros/node.py: drop the node and gc.collect() '
-                          'before os._exit. conftest removes the leftovers after each module meanwhile.',
+                          'participant is never destroyed. Fix in ros/node.py main(), after the finally block: '
+                          '`node = None; gc.collect()` before `if hard_exit:` (tried: no segment left). '
+                          'conftest removes the leftovers after each module meanwhile.',
                    strict=False)
 def test_node_removes_its_shared_memory_segment_when_it_stops(tmp_path):
     from node_harness import NodeProcess
