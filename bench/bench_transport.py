@@ -572,21 +572,31 @@ def plot(r: dict, path: Path) -> Path | None:
     cases = [c for c in r['cases'] if not c['error']]
     if not cases:
         return None
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    labels = [f"{c['size']}\n{c['publisher'][:3]}->{c['subscriber'][:3]}\n{c['profile']}" for c in cases]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     x = np.arange(len(cases))
     colours = {'none': '#999999', 'publisher': '#4c72b0', 'subscriber': '#dd8452', 'both': '#55a868'}
     ax1.bar(x, [100 * c['delivery'] for c in cases], color=[colours[c['profile']] for c in cases])
     ax1.set_ylabel('delivered %')
-    ax1.set_ylim(0, 105)
+    ax1.set_ylim(0, 125)
+    ax1.set_yticks([0, 20, 40, 60, 80, 100])
     for i, c in enumerate(cases):
         if c.get('latencies_ms'):
             ax2.scatter(np.full(len(c['latencies_ms']), i), c['latencies_ms'], s=6, color=colours[c['profile']])
     ax2.set_yscale('log')
     ax2.set_ylabel('latency ms (each cloud)')
-    ax2.set_xticks(x, labels, fontsize=6)
-    ax1.set_title('Clouds over Fast DDS on one host: grey no profile, blue publisher only, orange subscriber '
-                  'only, green both', fontsize=9)
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cases):
+        groups.setdefault((c['size'], c['publisher'], c['subscriber']), []).append(i)
+    short = {'reliable': 'rel', 'best_effort': 'BE'}
+    ax2.set_xticks([float(np.mean(v)) for v in groups.values()],
+                   [f'{k[0]}\n{short[k[1]]}->{short[k[2]]}' for k in groups], fontsize=8)
+    for v in list(groups.values())[1:]:
+        for ax in (ax1, ax2):
+            ax.axvline(v[0] - 0.5, color='#dddddd', lw=0.8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=col) for col in colours.values()]
+    ax1.legend(handles, [f'profile: {PROFILE_LABEL[k]}' for k in colours], fontsize=8, loc='upper center', ncol=4)
+    ax1.set_title('Clouds over Fast DDS between two processes on one host (publisher -> subscriber reliability)',
+                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
