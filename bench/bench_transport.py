@@ -508,6 +508,10 @@ def _fmt(v, spec: str = '.1f') -> str:
     return '-' if v is None else format(v, spec)
 
 
+def _bytes(n: int) -> str:
+    return f'{n / 1e6:.1f} MB' if n >= 100_000 else f'{n / 1e3:.1f} kB'
+
+
 PROFILE_LABEL = {'none': 'none (defaults)', 'publisher': 'publisher only', 'subscriber': 'subscriber only',
                  'both': 'both'}
 
@@ -518,7 +522,7 @@ def table(cases: list[dict]) -> list[str]:
     for r in cases:
         lat = r.get('latency') or {}
         got = f"{r['received']}/{r['sent']}" if not r['error'] else f"error: {r['error']}"
-        lines.append(f"| {r['size']} ({r['bytes'] / 1e6:.1f} MB) | {r['publisher']} -> {r['subscriber']} | "
+        lines.append(f"| {r['size']} ({_bytes(r['bytes'])}) | {r['publisher']} -> {r['subscriber']} | "
                      f"{PROFILE_LABEL[r['profile']]} | {got} | {_fmt(lat.get('median_ms'))} | "
                      f"{_fmt(lat.get('p90_ms'))} |")
     return lines
@@ -526,7 +530,7 @@ def table(cases: list[dict]) -> list[str]:
 
 def markdown(r: dict) -> str:
     m, h, c = r['machine'], r['host'], r['config']
-    sizes = '; '.join(f"`{k}` {s['width']}x{s['height']} = {s['bytes'] / 1e6:.1f} MB at {s['rate_hz']:g} Hz, "
+    sizes = '; '.join(f"`{k}` {s['width']}x{s['height']} = {_bytes(s['bytes'])} at {s['rate_hz']:g} Hz, "
                       f"{c['messages'].get(k, s['messages'])} sent" for k, s in r['sizes'].items())
     lines = [
         '## DDS transport of large clouds (Fast DDS profile)', '',
@@ -547,8 +551,9 @@ def markdown(r: dict) -> str:
     if rows:
         lines += ['Memory per process (largest over the cases, MiB): RSS, resident shared memory (`RssShmem`: '
                   'the pages of Fast DDS segments this process touched) and the `/dev/shm/fastdds_*` address space '
-                  'it maps (its own segment and those of the peers it sends to or receives from; reserved, not '
-                  'used, until touched).', '',
+                  'it maps (its own segment and those of the peers it sends to or receives from; address space, '
+                  'not memory, until touched). Fast DDS zeroes a participant\'s own segment when it starts, so a '
+                  'process with the profile has all of it resident from the start, whatever it sends.', '',
                   '| process | RSS | RssShmem | fastdds segments mapped | largest mapping |',
                   '|---|---:|---:|---:|---:|']
         for k, v in rows:
