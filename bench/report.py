@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Sections in reading order: name of the JSON/markdown pair and what it answers.
-SECTIONS = ('scaling', 'conversions', 'node')
+SECTIONS = ('scaling', 'conversions', 'node', 'transport')
 LIFTING_TARGET_MS = 10.0
 
 
@@ -88,7 +88,7 @@ def render(results: dict[str, dict], sections: dict[str, str], lifting: dict | N
         '# Benchmarks', '',
         'What vizion3d_ros costs per frame, measured side by side with the straightforward way of doing the '
         'same thing. Everything on this page is produced by one command, on whatever machine it runs on:', '',
-        '```bash', 'make bench   # about 10 minutes on 2 cores; writes docs/bench/* and this page', '```', '',
+        '```bash', 'make bench   # about 15 minutes on 2 cores; writes docs/bench/* and this page', '```', '',
         'The machines are shared and noisy, so every number is a median with its spread (p10-p90) over '
         'repeated runs, and comparisons are ratios of medians taken in the same run (variants interleaved). '
         'Nothing here is asserted by the test suite: the tests only check that each script runs '

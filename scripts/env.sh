@@ -22,6 +22,13 @@ case ":${AMENT_PREFIX_PATH:-}:" in *":$_v3d_venv:"*) ;; *) export AMENT_PREFIX_P
 case ":${CMAKE_PREFIX_PATH:-}:" in *":$_v3d_venv:"*) ;; *) export CMAKE_PREFIX_PATH="$_v3d_venv${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}" ;; esac
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+# Fast DDS profile for multi-MB messages (config/fastdds_large_data.xml: shared memory sized for clouds,
+# larger UDP buffers; README "Transport"), unless the shell already names one; set it empty for none
+if [ -z "${FASTDDS_DEFAULT_PROFILES_FILE+x}" ]; then
+  export FASTDDS_DEFAULT_PROFILES_FILE="$_v3d_root/config/fastdds_large_data.xml"
+elif [ -z "$FASTDDS_DEFAULT_PROFILES_FILE" ]; then
+  unset FASTDDS_DEFAULT_PROFILES_FILE  # an empty path makes Fast DDS log an error in every process
+fi
 # Ultralytics: no network, no auto-install, config in a writable cache (see ../shared/env/NOTES.md)
 export YOLO_OFFLINE=${YOLO_OFFLINE:-1}
 export YOLO_AUTOINSTALL=${YOLO_AUTOINSTALL:-False}

@@ -47,6 +47,25 @@ def tum_segmentation(tum_frame, model_pt):
     return UltralyticsBackend(model_pt, device='cpu').segment(tum_frame.color)
 
 
+@pytest.fixture(scope='session')
+def _shm_segments_at_start() -> set[str]:
+    from fastdds_profile import segment_names
+    return segment_names()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _no_leftover_shm_segments(_shm_segments_at_start):
+    """After each module, remove the Fast DDS segments that this run's dead processes left in /dev/shm.
+
+    vizion3d_node leaves its segment behind when it exits (see fastdds_profile.remove_zombie_segments):
+    with the large-data profile that is 128 MiB of RAM per node run. Segments that existed before the
+    session, or whose owner still runs, are never touched.
+    """
+    yield
+    from fastdds_profile import remove_zombie_segments, segment_names
+    remove_zombie_segments(segment_names() - _shm_segments_at_start)
+
+
 @pytest.fixture(scope='module')
 def ros(request, tmp_path_factory):
     """rclpy initialised for one test module.

@@ -22,6 +22,7 @@ while the node is not active (no subscriptions yet).
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -707,6 +708,10 @@ def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        # the DDS participant (and, with a shared-memory transport, its segment in /dev/shm) goes only
+        # when its last handle is collected, and os._exit below would skip that
+        node = None
+        gc.collect()
         watchdog.cancel()
     if hard_exit:
         sys.stdout.flush()
