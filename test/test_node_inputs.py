@@ -4,6 +4,7 @@ default parameters (only the model is given), as a user would start it next to a
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -11,7 +12,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from node_harness import Client, NodeProcess, values
+from node_harness import Client, NodeProcess, stamp_ns, values
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -118,6 +119,25 @@ def test_inputs_that_never_pair_up_name_their_stamp_offset(node, client, tum_msg
     assert 'stamps differ by 0.500 s' in values(status)['input_problem/sync']
     objects, _ = client.result(client.send(image, info, cloud))
     assert len(objects.objects) >= 5
+
+
+def test_a_best_effort_camera_is_served(node, client, tum_msgs):
+    # a driver with the sensor-data QoS. Its VGA clouds arrive whole only because this process (the
+    # publisher) runs with the large-data Fast DDS profile that scripts/env.sh sets (README: DDS profile)
+    profile = os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', '')
+    assert profile.endswith('fastdds_large_data.xml'), 'run the tests from scripts/env.sh (make test)'
+    image, info, cloud, _ = tum_msgs
+    client.create_input_publishers(qos_profile_sensor_data)
+    client.wait_matched()
+    status = client.wait_status(lambda st: all(values(st).get(f'input_qos/inp/{t}', '').startswith('best_effort')
+                                               for t in ('image', 'camera_info', 'points')))
+    assert values(status)['input_qos/inp/points'] == 'best_effort (auto: 1 best-effort publisher)'
+    headers = [client.send(image, info, cloud) for _ in range(3)]  # best effort: one may be lost, not all
+    assert client.spin_until(lambda: any(stamp_ns(h) in client.objects for h in headers), 120), \
+        'no result for 3 best-effort frames'
+    objects = next(client.objects[stamp_ns(h)] for h in headers if stamp_ns(h) in client.objects)
+    assert len(objects.objects) >= 5
+    client.create_input_publishers(RELIABLE)
 
 
 def test_forced_reliable_inputs_warn_about_a_best_effort_camera(ros, model_pt, tmp_path_factory):

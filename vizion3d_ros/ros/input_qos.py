@@ -124,9 +124,11 @@ class InputSubscription:
             return None
         wanted = choose_reliability(self.offered, self.policy)
         if self.offered:
-            n_rel = sum(p == RELIABLE for p in self.offered)
-            self.reason = (f'{n_rel} reliable publisher{"s" * (n_rel != 1)}' if n_rel == len(self.offered) else
-                           f'{len(self.offered) - n_rel} of {len(self.offered)} publishers best effort')
+            n, n_rel = len(self.offered), sum(p == RELIABLE for p in self.offered)
+            if n_rel in (0, n):
+                self.reason = f'{n} {"reliable" if n_rel else "best-effort"} publisher{"s" * (n != 1)}'
+            else:
+                self.reason = f'{n - n_rel} of {n} publishers best effort'
         if wanted == self.policy:
             return None
         old = self.policy
