@@ -10,8 +10,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import SetParametersResult
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -48,11 +49,13 @@ class Client:
     """Publishes frames to the node's inputs and collects its outputs by stamp."""
 
     def __init__(self, name: str = 'vizion3d_test_client', namespace: str = '',
-                 input_qos: QoSProfile | None = RELIABLE) -> None:
+                 input_qos: QoSProfile | None = RELIABLE, remap: dict[str, str] | None = None) -> None:
         """``input_qos``: QoS of the image, camera_info and points publishers (None: create them later,
-        with :meth:`create_input_publishers`)."""
+        with :meth:`create_input_publishers`). ``remap``: topic remappings of the client, e.g.
+        ``{'image': '/cam/image'}`` for a node launched with such remaps."""
         # a namespace per node under test keeps tests that run two nodes at once apart
-        self.node = Node(name, namespace=namespace or None)
+        cli_args = ['--ros-args', *(a for k, v in (remap or {}).items() for a in ('-r', f'{k}:={v}'))]
+        self.node = Node(name, namespace=namespace or None, cli_args=cli_args if remap else None)
         self.image_pub = self.info_pub = self.cloud_pub = None
         if input_qos is not None:
             self.create_input_publishers(input_qos)
@@ -169,6 +172,7 @@ class Lifecycle:
         self._change = self.node.create_client(ChangeState, f'{base}/change_state')
         self._get = self.node.create_client(GetState, f'{base}/get_state')
         self._set = self.node.create_client(SetParameters, f'{base}/set_parameters')
+        self._get_params = self.node.create_client(GetParameters, f'{base}/get_parameters')
 
     def _call(self, client, request, timeout: float = 120.0):
         assert client.wait_for_service(timeout_sec=60.0), f'service {client.srv_name} did not appear'
@@ -203,6 +207,12 @@ class Lifecycle:
         request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
                                                     for k, v in params.items()])
         return list(self._call(self._set, request).results)
+
+    def get(self, *names: str) -> dict:
+        """The node's values of parameters ``names`` (one GetParameters call), as Python values."""
+        values = self._call(self._get_params, GetParameters.Request(names=list(names))).values
+        return {n: Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)).value
+                for n, v in zip(names, values, strict=True)}
 
 
 def values(status: DiagnosticStatus) -> dict[str, str]:
