@@ -29,7 +29,7 @@ LIDAR_POSE = (0.5, -0.25, 0.125, 0.5, -0.5, 0.5, 0.5)  # x y z qx qy qz qw, came
 CAMERA_FROM_LIDAR = parse_extrinsic(' '.join(map(str, LIDAR_POSE)))
 
 BROADCASTER = textwrap.dedent('''
-    import sys, rclpy
+    import os, sys, rclpy
     from geometry_msgs.msg import TransformStamped
     from tf2_ros import StaticTransformBroadcaster
     rclpy.init()
@@ -47,8 +47,10 @@ BROADCASTER = textwrap.dedent('''
     while broadcaster.pub_tf.get_subscription_count() < int(sys.argv[-1]):
         rclpy.spin_once(node, timeout_sec=0.05)
     print('broadcasting', flush=True)
+    parent = os.getppid()
     try:
-        rclpy.spin(node)
+        while os.getppid() == parent:  # ends with the test process, however that ends
+            rclpy.spin_once(node, timeout_sec=0.5)
     except KeyboardInterrupt:
         pass
 ''')
@@ -75,7 +77,11 @@ def broadcaster(node):
     assert proc.stdout.readline().strip() == 'broadcasting', proc.stdout.read()
     yield proc
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope='module')
