@@ -43,7 +43,9 @@ def client(ros, node):
 
 
 def _found(p: subprocess.CompletedProcess) -> bool:
-    return 'Node not found' not in p.stdout + p.stderr
+    """False when the verb missed the node (the words differ from verb to verb)."""
+    out = p.stdout + p.stderr
+    return 'Node not found' not in out and 'Unable to find node' not in out
 
 
 def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
