@@ -96,6 +96,18 @@ def test_inputs_that_never_pair_up_name_the_stamp_offset():
     assert 'their stamps differ by 0.500 s' in p.text and 'sync_slop' in p.text and '26 messages discarded' in p.text
 
 
+def test_the_offset_is_found_when_the_last_stamps_belong_to_different_frames():
+    # a check between a frame's image and its cloud: the image's last stamp is 1044, the cloud's 1042.5
+    # (the previous frame's); frames come every second with the cloud 0.5 s behind
+    watch = InputWatch(unsynced_after_s=1.0)
+    recent = ([1042.0, 1043.0, 1044.0], [1042.0, 1043.0, 1044.0], [1041.5, 1042.5])
+    inputs = [InputState(t, RELIABLE, 'auto', [RELIABLE], 1, 99.9, int(r[-1] * 1e9), [int(x * 1e9) for x in r])
+              for t, r in zip(TOPICS, recent)]
+    check(watch, 99.0, inputs, unmatched=1)
+    (p,) = check(watch, 100.0, inputs, unmatched=9)
+    assert 'their stamps differ by 0.500 s' in p.text and '/points 1042.500' in p.text
+
+
 def test_close_stamps_that_still_do_not_pair_point_at_the_queue():
     watch = InputWatch(unsynced_after_s=1.0)
     close = (5.0, 5.0, 5.01)

@@ -29,6 +29,9 @@ class InputState:
     matched: int | None = None  # publishers the subscription matched (None: rclpy cannot tell)
     last_message: float | None = None  # monotonic s
     last_stamp_ns: int | None = None
+    #: the stamps of the last few messages, oldest first: a check may fall between the arrival of one
+    #: frame's image and its cloud, so the last stamps alone can belong to different frames
+    recent_stamps_ns: Sequence[int] = ()
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,7 @@ class InputWatch:
         lead = f'no image, camera_info and points within sync_slop ({slop_s:g} s) for {now - since:.0f} s ' \
                f'although all arrive ({unmatched - self._unmatched_at_start} messages discarded)'
         if len(stamps) == len(inputs):
-            spread = (max(stamps.values()) - min(stamps.values())) / 1e9
+            spread = _frame_offset([list(s.recent_stamps_ns) or [s.last_stamp_ns] for s in inputs]) / 1e9
             if spread > slop_s:
                 latest = ', '.join(f'{t} {ns / 1e9:.3f}' for t, ns in stamps.items())
                 return [InputProblem('unsynced', None, (
@@ -150,3 +153,14 @@ class InputWatch:
             f'{lead}: the stamps are close but one input arrives later than the other inputs\' queues last '
             f'(sync_queue_size {queue_size}); raise sync_queue_size, or check that every input carries the '
             'capture time and not the send time'))]
+
+
+def _frame_offset(histories: list[list[int]]) -> int:
+    """The smallest stamp difference (ns) within which one message of every input can be paired.
+
+    For each stamp of the first input, the farthest of the other inputs' nearest stamps; the best of
+    those. Pairing by nearest stamps is what the synchroniser tries, so this is the offset it faces,
+    whichever frame each input's last message belongs to. A few stamps each: plain loops.
+    """
+    ref, *others = histories
+    return min(max((min(abs(t - r) for t in h) for h in others), default=0) for r in ref)

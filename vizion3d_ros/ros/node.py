@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import replace
 
 import rclpy
@@ -94,6 +94,8 @@ except ImportError:  # Humble
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 INPUTS = ('image', 'camera_info', 'points')
+#: Stamps kept per input for the unpaired-inputs diagnosis (InputState.recent_stamps_ns)
+RECENT_STAMPS = 8
 
 
 class ActivationError(RuntimeError):
@@ -129,6 +131,7 @@ class Vizion3DNode(LifecycleNode):
         self._marker_frame: str | None = None  # frame of the last markers sent, for clearing them
         self._input_subs: list[InputSubscription] = []
         self._last_stamps: list[int | None] = [None] * len(INPUTS)
+        self._recent_stamps: list[deque[int]] = [deque(maxlen=RECENT_STAMPS) for _ in INPUTS]
         self._last_synced: float | None = None
         self._inputs_timer = None
         self._watch = InputWatch(profile_hint=_profile_hint())
@@ -227,6 +230,7 @@ class Vizion3DNode(LifecycleNode):
                               event_callbacks=lambda topic=topic: self._subscription_events(topic))
             for i, (msg_type, topic) in enumerate(zip((Image, CameraInfo, PointCloud2), INPUTS))]
         self._last_stamps = [None] * len(INPUTS)
+        self._recent_stamps = [deque(maxlen=RECENT_STAMPS) for _ in INPUTS]
         self._last_synced = None
         self._watch.reset()
         # publishers come, go and change: follow their reliability (auto) and watch for silent inputs
@@ -450,6 +454,7 @@ class Vizion3DNode(LifecycleNode):
         self.stats.count_input(self._input_topics[index], now)
         stamp = stamp_ns(msg.header)
         self._last_stamps[index] = stamp
+        self._recent_stamps[index].append(stamp)
         with self._sync_lock:
             if self._sync is None:
                 return
@@ -468,8 +473,8 @@ class Vizion3DNode(LifecycleNode):
             return
         states = [InputState(topic=sub.topic, policy=sub.policy, mode=sub.mode, offered=sub.offered,
                              matched=sub.matched_publishers(), last_message=sub.last_message,
-                             last_stamp_ns=stamp)
-                  for sub, stamp in zip(self._input_subs, self._last_stamps)]
+                             last_stamp_ns=stamp, recent_stamps_ns=tuple(recent))
+                  for sub, stamp, recent in zip(self._input_subs, self._last_stamps, self._recent_stamps)]
         with self._sync_lock:
             unmatched = self._sync.dropped if self._sync is not None else 0
         problems = self._watch.check(time.monotonic(), states, self._last_synced, unmatched,
