@@ -130,7 +130,6 @@ class Vizion3DNode(LifecycleNode):
         self._markers: ObjectMarkers | None = None
         self._marker_frame: str | None = None  # frame of the last markers sent, for clearing them
         self._input_subs: list[InputSubscription] = []
-        self._last_stamps: list[int | None] = [None] * len(INPUTS)
         self._recent_stamps: list[deque[int]] = [deque(maxlen=RECENT_STAMPS) for _ in INPUTS]
         self._last_synced: float | None = None
         self._inputs_timer = None
@@ -229,7 +228,6 @@ class Vizion3DNode(LifecycleNode):
                               stamp_of=lambda m: stamp_ns(m.header),
                               event_callbacks=lambda topic=topic: self._subscription_events(topic))
             for i, (msg_type, topic) in enumerate(zip((Image, CameraInfo, PointCloud2), INPUTS))]
-        self._last_stamps = [None] * len(INPUTS)
         self._recent_stamps = [deque(maxlen=RECENT_STAMPS) for _ in INPUTS]
         self._last_synced = None
         self._watch.reset()
@@ -453,7 +451,6 @@ class Vizion3DNode(LifecycleNode):
         now = time.monotonic()
         self.stats.count_input(self._input_topics[index], now)
         stamp = stamp_ns(msg.header)
-        self._last_stamps[index] = stamp
         self._recent_stamps[index].append(stamp)
         with self._sync_lock:
             if self._sync is None:
@@ -473,8 +470,8 @@ class Vizion3DNode(LifecycleNode):
             return
         states = [InputState(topic=sub.topic, policy=sub.policy, mode=sub.mode, offered=sub.offered,
                              matched=sub.matched_publishers(), last_message=sub.last_message,
-                             last_stamp_ns=stamp, recent_stamps_ns=tuple(recent))
-                  for sub, stamp, recent in zip(self._input_subs, self._last_stamps, self._recent_stamps)]
+                             last_stamp_ns=recent[-1] if recent else None, recent_stamps_ns=tuple(recent))
+                  for sub, recent in zip(self._input_subs, self._recent_stamps)]
         with self._sync_lock:
             unmatched = self._sync.dropped if self._sync is not None else 0
         problems = self._watch.check(time.monotonic(), states, self._last_synced, unmatched,
