@@ -68,14 +68,11 @@ class NodeRun:
 
     def wait_for_log(self, pattern: str, timeout: float = 60.0) -> re.Match:
         """Wait until the log matches ``pattern``; :class:`NodeError` (with the log) if the node dies or times out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(pattern, self.log())
-            if m:
-                return m
-            if not self.alive:
-                raise NodeError(f'node exited with {self.proc.returncode}:\n{self.log()[-4000:]}')
-            time.sleep(0.05)  # polling a file another process writes
+        m = wait_for_pattern(self.log, pattern, timeout, lambda: self.alive)
+        if m:
+            return m
+        if not self.alive:
+            raise NodeError(f'node exited with {self.proc.returncode}:\n{self.log()[-4000:]}')
         raise NodeError(f'{pattern!r} not in node log after {timeout} s:\n{self.log()[-4000:]}')
 
     def wait_loaded(self, timeout: float) -> re.Match:
@@ -92,6 +89,19 @@ class NodeRun:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def wait_for_pattern(read, pattern: str, timeout: float, running) -> re.Match | None:
+    """Poll ``read()`` (a log another process writes) until it matches ``pattern``.
+
+    None when ``running()`` turns false without a match, or after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, read())
+        if m or not running() or time.monotonic() >= deadline:
+            return m
+        time.sleep(0.05)
 
 
 def matched_alike(node, pub) -> bool:

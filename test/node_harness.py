@@ -25,7 +25,7 @@ from vizion3d_ros.ros.cloud_frames import tf2_available
 from vizion3d_ros.ros.stamps import stamp_ns  # noqa: F401 - tests import it from here
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
-from _node_io import NodeRun, matched_alike  # noqa: E402 - bench/ is not a package
+from _node_io import NodeRun, matched_alike, wait_for_pattern  # noqa: E402, F401 - bench/ is not a package
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 #: Why the node drops a cloud in a frame nobody gave a transform for: with tf2_ros it asks TF and finds
@@ -43,6 +43,15 @@ class NodeProcess(NodeRun):
 
     def stop(self, timeout: float = 15.0) -> int:
         return super().stop(timeout)
+
+
+def running_node(log_dir: Path, load_timeout: float = 120.0, namespace: str = '', **params: str):
+    """A module fixture's body: the node started and its model loaded, yielded, then stopped by SIGTERM,
+    which must end it with exit code 0."""
+    proc = NodeProcess(log_dir / 'node.log', namespace=namespace, **params)
+    proc.wait_loaded(timeout=load_timeout)
+    yield proc
+    assert proc.stop() == 0, proc.log()[-3000:]
 
 
 class Client:

@@ -43,13 +43,10 @@ def require_ros_tools(*tools: str) -> None:
     pytest.skip(f'{", ".join(gone)} not installed (no ROS install and no {ROS_SRC} to build them from)')
 
 
-def ros2(*args: str, timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``ros2 ARGS`` (the real CLI) and return its completed process; output as text."""
-    proc = subprocess.run(['ros2', *args], capture_output=True, text=True, timeout=timeout,
+def ros2(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """Run ``ros2 ARGS`` (the real CLI) once and return its completed process; output as text."""
+    return subprocess.run(['ros2', *args], capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    if check:
-        assert proc.returncode == 0, f'ros2 {" ".join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}'
-    return proc
 
 
 def ros2_until(predicate, *args: str, attempts: int = 10, timeout: float = 30.0) -> subprocess.CompletedProcess:
@@ -57,7 +54,7 @@ def ros2_until(predicate, *args: str, attempts: int = 10, timeout: float = 30.0)
     each call and may miss a node that is up ("Node not found"), so a verb is retried a few times."""
     proc = None
     for _ in range(attempts):
-        proc = ros2(*args, timeout=timeout, check=False)
+        proc = ros2(*args, timeout=timeout)
         if predicate(proc):
             return proc
         time.sleep(0.5)  # another discovery round

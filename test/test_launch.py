@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from node_harness import Client, Lifecycle
+from node_harness import Client, Lifecycle, wait_for_pattern
 from ros_tools import require_ros_tools
 
 pytestmark = pytest.mark.integration
@@ -48,51 +48,40 @@ class Launch:
                                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
         self.pid = json.loads(self.supervisor.stdout.readline())['started']  # ros2 launch = its group's leader
         self.events: list[dict] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._done = threading.Event()  # the supervisor has reaped every process
+        threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.supervisor.stdout:
-            self.events.append(json.loads(line))
+            event = json.loads(line)
+            self.events.append(event)
+            if event.get('done'):
+                self._done.set()
 
     def log(self) -> str:
         return self.log_path.read_text()
 
     def wait_for_log(self, pattern: str, timeout: float = 90.0) -> re.Match:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(pattern, self.log())
-            if m:
-                return m
-            if self.done:
-                break
-            time.sleep(0.1)  # polling a file another process writes
-        raise AssertionError(f'{pattern!r} not in the launch output:\n{self.log()[-5000:]}')
-
-    @property
-    def done(self) -> bool:
-        return any(e.get('done') for e in self.events)
+        m = wait_for_pattern(self.log, pattern, timeout, lambda: not self._done.is_set())
+        assert m, f'{pattern!r} not in the launch output:\n{self.log()[-5000:]}'
+        return m
 
     def node_pid(self) -> int:
         return int(self.wait_for_log(r'\[vizion3d_node-1\]: process started with pid \[(\d+)\]').group(1))
 
     def finish(self, timeout: float = 60.0) -> None:
-        """Wait until ros2 launch and everything it started have exited (killed after ``timeout``)."""
-        self.supervisor.wait(timeout=timeout) if self._wait_done(timeout) else self.kill()
-        assert self.done, f'processes still running {timeout} s after the stop:\n{self.log()[-5000:]}'
-
-    def _wait_done(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.done and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.done
+        """Wait until ros2 launch and everything it started have exited; fail (and kill them) after ``timeout``."""
+        if not self._done.wait(timeout):
+            self.kill()
+            raise AssertionError(f'processes still running {timeout} s after the stop:\n{self.log()[-5000:]}')
+        self.supervisor.wait(timeout=10)
 
     def kill(self) -> None:
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self._wait_done(10.0)
+        self._done.wait(10.0)
 
     def exit_code(self, pid: int) -> int:
         """``pid``'s exit code: reaped by the supervisor (an orphan), else as ``ros2 launch`` reported it."""

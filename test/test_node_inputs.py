@@ -12,7 +12,7 @@ import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from node_harness import Client, NodeProcess, stamp_ns, values
+from node_harness import Client, NodeProcess, running_node, stamp_ns, values
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -20,10 +20,7 @@ RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 @pytest.fixture(scope='module')
 def node(ros, model_pt, tmp_path_factory):
-    proc = NodeProcess(tmp_path_factory.mktemp('inputs') / 'node.log', namespace='/inp', model=str(model_pt))
-    proc.wait_loaded(timeout=120)
-    yield proc
-    assert proc.stop() == 0, proc.log()[-3000:]
+    yield from running_node(tmp_path_factory.mktemp('inputs'), namespace='/inp', model=str(model_pt))
 
 
 @pytest.fixture(scope='module')

@@ -18,7 +18,7 @@ import pytest
 from vizion3d_ros.core.transforms import parse_extrinsic
 from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, xyzrgb_to_pointcloud2
 
-from node_harness import RELIABLE, Client, NodeProcess, stamp_ns, values
+from node_harness import RELIABLE, Client, running_node, stamp_ns, values
 from ros_tools import require_ros_tools
 
 pytestmark = pytest.mark.integration
@@ -63,10 +63,7 @@ def _tools():
 
 @pytest.fixture(scope='module')
 def node(tmp_path_factory, model_pt):
-    proc = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', model=str(model_pt))
-    proc.wait_loaded(timeout=180)
-    yield proc
-    assert proc.stop() == 0, proc.log()[-3000:]
+    yield from running_node(tmp_path_factory.mktemp('node'), load_timeout=180, model=str(model_pt))
 
 
 @pytest.fixture(scope='module')

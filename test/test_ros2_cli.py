@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from node_harness import Client, NodeProcess
+from node_harness import Client, running_node
 from ros_tools import require_ros_tools, ros2_until
 
 pytestmark = pytest.mark.integration
@@ -29,10 +29,7 @@ def _tools():
 
 @pytest.fixture(scope='module')
 def node(tmp_path_factory, model_pt):
-    proc = NodeProcess(tmp_path_factory.mktemp('node') / 'node.log', model=str(model_pt))
-    proc.wait_loaded(timeout=180)
-    yield proc
-    assert proc.stop() == 0, proc.log()[-3000:]
+    yield from running_node(tmp_path_factory.mktemp('node'), load_timeout=180, model=str(model_pt))
 
 
 @pytest.fixture(scope='module')
