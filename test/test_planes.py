@@ -41,3 +41,14 @@ def test_no_plane_in_a_blob():
     pts = np.random.default_rng(1).normal(0, 1.0, (3000, 3))
     assert len(fit_planes(pts, threshold=0.01)) == 0
     assert not near_planes(pts, fit_planes(pts, threshold=0.01)).any()
+
+
+def test_any_input_layout_gives_the_same_planes():
+    """The kernels take C-ordered coordinate rows; views, Fortran order and float32 are converted first."""
+    rng = np.random.default_rng(0)
+    pts = grid_scene(floor_rows=12) + rng.normal(0, 0.003, (2000, 3))
+    wide = np.concatenate([pts, np.ones((len(pts), 1))], axis=1)  # pts[:, :3] is a strided view
+    expected = fit_planes(pts)
+    for variant in (wide[:, :3], np.asfortranarray(pts), pts[::-1][::-1]):
+        np.testing.assert_array_equal(fit_planes(variant), expected)
+    assert np.allclose(fit_planes(pts.astype(np.float32)), expected, atol=1e-3)

@@ -68,11 +68,14 @@ def kernel(signature: Callable[[], object]) -> Callable[[Callable], Kernel]:
     return wrap
 
 
-def array(dtype: str, ndim: int, writable: bool = False):
-    """The numba array type of a signature argument: any layout; read-only unless ``writable`` (outputs)."""
+def array(dtype: str, ndim: int, writable: bool = False, layout: str = 'A'):
+    """The numba array type of a signature argument: read-only unless ``writable`` (outputs).
+
+    Any layout by default; ``layout='C'`` for arrays whose inner loops LLVM should vectorise.
+    """
     from numba import types
 
-    return types.Array(getattr(types, dtype), ndim, 'A', readonly=not writable)
+    return types.Array(getattr(types, dtype), ndim, layout, readonly=not writable)
 
 
 def compiled_signatures() -> int:

@@ -1,4 +1,4 @@
-"""Dominant planes (floors, walls, table tops) by RANSAC, vectorised over hypotheses.
+"""Dominant planes (floors, walls, table tops) by RANSAC, scored by a compiled kernel.
 
 Large planes conduct 3D connectivity from an object into everything else that touches them (an
 object stands on the floor, the floor meets the wall). Points on them are background for the hidden
@@ -7,6 +7,8 @@ part of an object, so the propagation in :mod:`.connectivity` leaves them out.
 from __future__ import annotations
 
 import numpy as np
+
+from .jit import array, kernel
 
 
 def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: int = 3,
@@ -26,71 +28,129 @@ def fit_planes(points: np.ndarray, threshold: float | None = None, max_planes: i
     pts = pts[np.isfinite(pts).all(axis=1)]
     if len(pts) > sample:
         pts = pts[rng.choice(len(pts), sample, replace=False)]
-    pts_h = _homogeneous_rows(pts)
+    # one row per coordinate: the kernel's loops over points then read contiguous memory
+    cols = np.ascontiguousarray(pts.T)
     planes = []
     need = max(3, int(min_fraction * len(pts)))
-    search = 0.03 if threshold is None else threshold
+    search = 0.03 if threshold is None else float(threshold)
+    fixed = np.nan if threshold is None else float(threshold)
     for _ in range(max_planes):
-        if len(pts) < need:
+        n = cols.shape[1]
+        if n < need:
             break
-        if local > 0 and len(pts) > local:
-            first = rng.integers(0, len(pts) - local, size=(hypotheses, 1))
-            tri = pts[first + np.concatenate([np.zeros((hypotheses, 1), np.int64),
-                                              rng.integers(1, local, size=(hypotheses, 2))], axis=1)]
+        if local > 0 and n > local:
+            first = rng.integers(0, n - local, size=(hypotheses, 1))
+            tri = first + np.concatenate([np.zeros((hypotheses, 1), np.int64),
+                                          rng.integers(1, local, size=(hypotheses, 2))], axis=1)
         else:
-            tri = pts[rng.integers(0, len(pts), size=(hypotheses, 3))]
-        a = tri[:, 1] - tri[:, 0]
-        b = tri[:, 2] - tri[:, 0]
-        n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
-                      a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
-        norm = np.sqrt(np.einsum('ij,ij->i', n, n))
-        ok = norm > 1e-9
-        if not ok.any():
+            tri = rng.integers(0, n, size=(hypotheses, 3))
+        moments = np.empty((4, 3))
+        if not _best_hypothesis(cols, tri, search, need, moments):
             break
-        n = n[ok] / norm[ok, None]
-        d = -np.einsum('ij,ij->i', n, tri[ok, 0])
-        # residuals as (hypotheses, points) so the count runs along contiguous rows, in one product
-        # with homogeneous points; float32 halves the memory traffic of this, the largest array
-        # here, and is ample for centimetre tolerances
-        res = np.concatenate([n, d[:, None]], axis=1).astype(np.float32) @ pts_h
-        counts = np.count_nonzero(np.abs(res, out=res) < search, axis=1)
-        best = int(np.argmax(counts))
-        if counts[best] < need:
+        # least squares on its points: the normal is the scatter matrix's eigenvector of least eigenvalue
+        normal = np.linalg.eigh(moments[1:])[1][:, 0]  # ascending eigenvalues; a 3x3 problem
+        plane = np.r_[normal, -normal @ moments[0], 0.0]
+        inliers = np.empty(n, np.bool_)
+        if _refined_inliers(cols, plane, search, fixed, inliers) < need:
             break
-        inl = np.abs(pts @ n[best] + d[best]) < search
-        plane = _refine(pts[inl])
-        res = np.abs(pts @ plane[:3] + plane[3])
-        tol = threshold if threshold is not None else \
-            float(np.clip(2.5 * 1.4826 * _lower_median(res[res < search]), 0.005, 0.04))
-        inl = res < tol
-        if inl.sum() < need:
-            break
-        planes.append(np.r_[plane, tol])
-        pts = pts[~inl]
-        pts_h = _homogeneous_rows(pts)
+        planes.append(plane)
+        cols = np.ascontiguousarray(cols[:, ~inliers])
     return np.array(planes, dtype=np.float64).reshape(-1, 5)
 
 
-def _homogeneous_rows(pts: np.ndarray) -> np.ndarray:
-    """``(4, N)`` float32: the points' x, y, z and a row of ones."""
-    out = np.ones((4, len(pts)), np.float32)
-    out[:3] = pts.T
-    return out
+def _sig_best_hypothesis():
+    from numba import types
+
+    return types.boolean(array('float64', 2, layout='C'), array('int64', 2), types.float64, types.int64,
+                         array('float64', 2, True))
 
 
-def _lower_median(a: np.ndarray) -> float:
-    """Median by partition (the lower middle element): no full sort on the hot path."""
-    m = (a.size - 1) // 2
-    return float(np.partition(a, m)[m]) if a.size else 0.0
+@kernel(_sig_best_hypothesis)
+def _best_hypothesis(cols, tri, search, need, moments):  # pragma: no cover - compiled
+    """The RANSAC round's winner among the point triples ``tri``: False if none has ``need`` points.
+
+    ``cols`` is ``(3, N)``; a hypothesis scores the points within ``search`` of its plane (the first of
+    equal scores wins). Writes the mean (row 0) and the scatter matrix (rows 1-3) of the winner's points.
+    """
+    x, y, z = cols[0], cols[1], cols[2]
+    n_pts = x.size
+    best_count = -1
+    bx = by = bz = bd = 0.0
+    for h in range(tri.shape[0]):
+        i, j, k = tri[h, 0], tri[h, 1], tri[h, 2]
+        ux, uy, uz = x[j] - x[i], y[j] - y[i], z[j] - z[i]
+        vx, vy, vz = x[k] - x[i], y[k] - y[i], z[k] - z[i]
+        nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+        if not norm > 1e-9:  # collinear (or repeated) points
+            continue
+        nx, ny, nz = nx / norm, ny / norm, nz / norm
+        d = -(nx * x[i] + ny * y[i] + nz * z[i])
+        count = 0
+        for p in range(n_pts):
+            count += abs(nx * x[p] + ny * y[p] + nz * z[p] + d) < search
+        if count > best_count:
+            best_count = count
+            bx, by, bz, bd = nx, ny, nz, d
+    if best_count < max(need, 1):
+        return False
+    mx = my = mz = 0.0
+    for p in range(n_pts):
+        if abs(bx * x[p] + by * y[p] + bz * z[p] + bd) < search:
+            mx += x[p]
+            my += y[p]
+            mz += z[p]
+    mx, my, mz = mx / best_count, my / best_count, mz / best_count
+    moments[:] = 0.0
+    moments[0, 0], moments[0, 1], moments[0, 2] = mx, my, mz
+    for p in range(n_pts):
+        if abs(bx * x[p] + by * y[p] + bz * z[p] + bd) < search:
+            qx, qy, qz = x[p] - mx, y[p] - my, z[p] - mz
+            moments[1, 0] += qx * qx
+            moments[1, 1] += qx * qy
+            moments[1, 2] += qx * qz
+            moments[2, 1] += qy * qy
+            moments[2, 2] += qy * qz
+            moments[3, 2] += qz * qz
+    moments[2, 0], moments[3, 0], moments[3, 1] = moments[1, 1], moments[1, 2], moments[2, 2]
+    return True
 
 
-def _refine(pts: np.ndarray) -> np.ndarray:
-    """Least-squares plane: the normal is the scatter matrix's eigenvector of least eigenvalue."""
-    c = pts.mean(axis=0)
-    q = pts - c
-    _, vecs = np.linalg.eigh(q.T @ q)  # ascending eigenvalues; a 3x3 problem instead of an SVD of q
-    n = vecs[:, 0]
-    return np.r_[n, -n @ c]
+def _sig_refined_inliers():
+    from numba import types
+
+    f8 = types.float64
+    return types.int64(array('float64', 2, layout='C'), array('float64', 1, True), f8, f8, array('boolean', 1, True))
+
+
+@kernel(_sig_refined_inliers)
+def _refined_inliers(cols, plane, search, fixed, inliers):  # pragma: no cover - compiled
+    """Set the refitted ``plane``'s tolerance (``plane[4]``) and ``inliers``; returns their number.
+
+    The tolerance is ``fixed``, or (NaN) 2.5 robust sigmas of the residuals under ``search`` (from
+    their lower median), clipped to 0.5-4 cm.
+    """
+    x, y, z = cols[0], cols[1], cols[2]
+    nx, ny, nz, d = plane[0], plane[1], plane[2], plane[3]
+    res = np.empty(x.size)
+    near = np.empty(x.size)
+    m = 0
+    for p in range(x.size):
+        r = abs(nx * x[p] + ny * y[p] + nz * z[p] + d)
+        res[p] = r
+        if r < search:
+            near[m] = r
+            m += 1
+    tol = fixed
+    if np.isnan(fixed):
+        mid = np.partition(near[:m], (m - 1) // 2)[(m - 1) // 2] if m else 0.0
+        tol = min(max(2.5 * 1.4826 * mid, 0.005), 0.04)
+    plane[4] = tol
+    count = 0
+    for p in range(x.size):
+        inliers[p] = res[p] < tol
+        count += inliers[p]
+    return count
 
 
 def near_planes(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
