@@ -81,21 +81,18 @@ def test_typical_depth_ignores_missing_depth():
     assert typical_depth(z) == 1.5
 
 
-def test_smoothing_limited_to_regions_is_exact_there_and_leaves_the_rest():
+def test_smoothing_keeps_jumps_and_holes():
     rng = np.random.default_rng(3)
     z = (2.0 + 0.01 * rng.standard_normal((60, 80))).astype(np.float32)
     z[:, 40:] += 0.5  # a depth jump the smoothing must not blur
     z[5:9, 5:9] = np.inf  # missing depth stays missing
     valid = np.isfinite(z)
     full = smooth_depth(z, valid, 0.002)
+    assert full.dtype == np.float32 and full.shape == z.shape
     assert np.abs(full[valid] - z[valid]).max() > 0  # it smooths ...
+    assert full[valid].std() < z[valid].std()
     assert np.abs(full[:, 38:42] - z[:, 38:42]).max() < 0.1  # ... but not across the jump
-    regions = [(0, 20, 0, 30), (10, 60, 35, 80)]  # one at the image's corner, one crossing the jump
-    part = smooth_depth(z, valid, 0.002, regions)
-    for y0, y1, x0, x1 in regions:
-        np.testing.assert_array_equal(part[y0:y1, x0:x1], full[y0:y1, x0:x1])
-    np.testing.assert_array_equal(part[30:, :30], z[30:, :30])  # outside every region: as is
-    assert np.isinf(part[5:9, 5:9]).all()
+    assert np.isinf(full[5:9, 5:9]).all()
     assert smooth_depth(z, valid, 1e-5) is z  # noise-free depth is not touched
 
 

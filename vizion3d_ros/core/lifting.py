@@ -23,7 +23,16 @@ import numpy as np
 from .camera import PinholeIntrinsics, Projection, project_gl
 from .connectivity import propagate_labels
 from .planes import fit_planes, near_planes
-from .trimming import SpillTrim, TrimConfig, batch_quantiles, box_slice, crop_to_global, rows_cols
+from .trimming import (
+    SpillTrim,
+    SurfaceFilters,
+    TrimConfig,
+    batch_quantiles,
+    box_slice,
+    crop_to_global,
+    rows_cols,
+    surface_filters,
+)
 from .zbuffer import DepthMap, depth_map, visible
 
 LIFT_MODES = ('visible', 'exclusive', 'naive')
@@ -66,19 +75,25 @@ class LiftConfig:
 class PreparedCloud:
     """What lifting needs of a cloud before any mask is known, computed once (e.g. while the model runs).
 
-    ``surface`` is the visible-depth image of the ``visible`` mode (None for the other modes) and
-    ``own_pixels`` whether the cloud is organised on this camera's pixels (point i on pixel i).
+    ``surface`` is the visible-depth image of the ``visible`` mode (None for the other modes),
+    ``own_pixels`` whether the cloud is organised on this camera's pixels (point i on pixel i) and
+    ``filters`` the trimming's image-wide filters of a dense surface, started on their thread.
     """
 
     projection: Projection
     config: LiftConfig
     surface: DepthMap | None = None
     own_pixels: bool = False
+    filters: SurfaceFilters | None = None
 
 
 def prepare_cloud(points_gl: np.ndarray, cam: PinholeIntrinsics, config: LiftConfig | None = None,
                   projection: Projection | None = None) -> PreparedCloud:
-    """Project ``points_gl`` and, for the ``visible`` mode, build the visible surface (no masks needed)."""
+    """Project ``points_gl`` and, for the ``visible`` mode, build the visible surface (no masks needed).
+
+    A dense surface (no splatting) is also what the border trimming filters: those filters start here,
+    on the trimming's helper thread, so that in the pipeline they run while the model does.
+    """
     cfg = config or LiftConfig()
     proj = projection if projection is not None else project_gl(points_gl, cam)
     if cfg.mode != 'visible':
@@ -89,7 +104,9 @@ def prepare_cloud(points_gl: np.ndarray, cam: PinholeIntrinsics, config: LiftCon
         surface = DepthMap(depth=proj.depth.reshape(cam.height, cam.width), splat_radius=0)
     else:
         surface = depth_map(proj.pixels, proj.depth, cam.height, cam.width, cfg.splat_radius, unique=own_pixels)
-    return PreparedCloud(proj, cfg, surface, own_pixels)
+    filters = surface_filters(surface.depth, cfg.depth_tolerance, cfg.depth_tolerance_abs) \
+        if surface.splat_radius == 0 and cfg.edge_band > 0 else None
+    return PreparedCloud(proj, cfg, surface, own_pixels, filters)
 
 
 def label_image(masks: np.ndarray, scores: Sequence[float] | np.ndarray,
@@ -169,7 +186,7 @@ def lift_masks(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarray,
     labels = label_image(masks, scores, boxes)
     if cfg.mode == 'exclusive':
         return group_by_label(point_ids, labels.reshape(-1)[proj.pixels], k)
-    if prepared is None or prepared.surface is None or prepared.config.splat_radius != cfg.splat_radius:
+    if prepared is None or prepared.surface is None or replace(prepared.config, mode=cfg.mode) != cfg:
         prepared = prepare_cloud(points_gl, cam, cfg, proj)
     return _lift_visible(np.asarray(points_gl), cam, masks, boxes, labels, prepared, cfg)
 
@@ -185,13 +202,13 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
     if own_pixels and dm.splat_radius == 0:
         # every point is the visible surface at its own pixel
         _resolve_overlaps(labels, masks, boxes, surface)
-        _trim(labels, masks, boxes, surface, cam, cfg)
+        _trim(labels, masks, boxes, surface, cam, cfg, prepared.filters)
         return _own_pixel_groups(labels, boxes, None if proj.all_valid else surface)
     pix = proj.pixels
     is_visible = visible(proj.depth, surface.reshape(-1)[pix], cfg.depth_tolerance, cfg.depth_tolerance_abs)
     _resolve_overlaps(labels, masks, boxes, surface)
     if dm.splat_radius == 0:
-        _trim(labels, masks, boxes, surface, cam, cfg)
+        _trim(labels, masks, boxes, surface, cam, cfg, prepared.filters)
     point_label = labels.reshape(-1)[pix]
     planes = np.zeros((0, 5))  # dense clouds: no plane filter for the hidden-point links
     if dm.splat_radius > 0:
@@ -214,14 +231,14 @@ def _lift_visible(points_gl: np.ndarray, cam: PinholeIntrinsics, masks: np.ndarr
 
 
 def _trim(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
-          cam: PinholeIntrinsics, cfg: LiftConfig) -> None:
+          cam: PinholeIntrinsics, cfg: LiftConfig, filters: SurfaceFilters | None) -> None:
     """Trim mask borders that spill off their objects (a dense, camera-viewpoint surface only)."""
     if cfg.edge_band <= 0:
         return
     trim = SpillTrim(labels, masks, boxes, surface, cam,
                      TrimConfig(edge_band=cfg.edge_band, depth_tolerance=cfg.depth_tolerance,
                                 depth_tolerance_abs=cfg.depth_tolerance_abs, crease_deg=cfg.crease_deg,
-                                front_tolerance=cfg.front_tolerance))
+                                front_tolerance=cfg.front_tolerance), filters)
     # (while the trimming's filters run:) the floor and table tops a mask spills onto, dominant planes
     # of the visible background
     sample = _background_sample(surface, labels, cam)

@@ -183,27 +183,17 @@ def noise_needs_smoothing(noise: float) -> bool:
     return noise >= 2e-4
 
 
-def smooth_depth(z: np.ndarray, valid: np.ndarray, noise: float,
-                 regions: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
+def smooth_depth(z: np.ndarray, valid: np.ndarray, noise: float) -> np.ndarray:
     """Edge-preserving smoothing (bilateral, range 3 sigma) of noisy depth; as is when noise-free.
 
     Depth sensors' noise grows with the square of depth and ruins normals from neighbouring pixels;
-    a range well below the jump tolerance smooths it without blurring across object edges.
-    ``regions`` (``(y0, y1, x0, x1)`` boxes) limit the work to where the result is read: inside them
-    the values are exactly those of smoothing the whole image, elsewhere ``z`` is returned as is.
+    a range well below the jump tolerance smooths it without blurring across object edges. Pixels
+    without depth (``valid`` False) come out as inf.
     """
     import cv2
 
     if not noise_needs_smoothing(noise) or not valid.any():
         return z
-    h, w = z.shape
     sigma = 3.0 * noise * typical_depth(z) ** 2
-    out = np.array(z, dtype=np.float32)
-    for y0, y1, x0, x1 in regions if regions is not None else [(0, h, 0, w)]:
-        # filter a patch 2 px wider (the filter's radius), so the box's own values see all their neighbours
-        py0, py1, px0, px1 = max(y0 - 2, 0), min(y1 + 2, h), max(x0 - 2, 0), min(x1 + 2, w)
-        ok = valid[py0:py1, px0:px1]
-        sm = cv2.bilateralFilter(np.where(ok, z[py0:py1, px0:px1], 0).astype(np.float32), 5, sigma, 2.0)
-        box = (slice(y0 - py0, y1 - py0), slice(x0 - px0, x1 - px0))
-        out[y0:y1, x0:x1] = np.where(ok[box], sm[box], np.inf)
-    return out
+    sm = cv2.bilateralFilter(np.where(valid, z, 0).astype(np.float32), 5, sigma, 2.0)
+    return np.where(valid, sm, np.float32(np.inf))

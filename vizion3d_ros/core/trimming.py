@@ -104,7 +104,8 @@ def batch_quantiles(samples: Sequence[np.ndarray], qs: Sequence[float]) -> np.nd
 
 
 def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
-               cam: PinholeIntrinsics, cfg: TrimConfig, planes: np.ndarray | None = None) -> None:
+               cam: PinholeIntrinsics, cfg: TrimConfig, planes: np.ndarray | None = None,
+               filters: SurfaceFilters | None = None) -> None:
     """Clear, in place on ``labels``, the border pixels of each mask that are not its object's surface.
 
     ``labels`` (H, W) int: 0 = none, k + 1 = instance k, overlaps already resolved; ``masks`` (K, H, W)
@@ -112,7 +113,7 @@ def trim_spill(labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface
     ``planes`` are dominant background planes (``fit_planes`` rows) whose points are spill. Only ever
     clears pixels of an instance's own label.
     """
-    SpillTrim(labels, masks, boxes, surface, cam, cfg).finish(planes)
+    SpillTrim(labels, masks, boxes, surface, cam, cfg, filters).finish(planes)
 
 
 @cache
@@ -124,14 +125,16 @@ def _filter_thread() -> ThreadPoolExecutor:
 class SpillTrim:
     """:func:`trim_spill` in two steps, so that the image-wide filters run beside the per-instance work.
 
-    The constructor measures the noise, picks each instance's crease baseline and starts the depth-jump
-    map and the edge-preserving smoothing on a helper thread (OpenCV and numpy release the GIL while
-    they filter); :meth:`finish` runs pass 1 meanwhile and the rest once the filters are done. What the
-    caller does in between (fitting the support planes) overlaps the filters too.
+    The image-wide filters (:func:`surface_filters`: the depth-jump map and the edge-preserving
+    smoothing, on a helper thread; OpenCV and numpy release the GIL while they filter) come from the
+    caller, who may have started them before the masks existed, or are started by the constructor,
+    which also picks each instance's crease baseline. :meth:`finish` runs pass 1 while they may still
+    run and the rest once they are done. What the caller does in between (fitting the support planes)
+    overlaps them too.
     """
 
     def __init__(self, labels: np.ndarray, masks: np.ndarray, boxes: np.ndarray, surface: np.ndarray,
-                 cam: PinholeIntrinsics, cfg: TrimConfig) -> None:
+                 cam: PinholeIntrinsics, cfg: TrimConfig, filters: SurfaceFilters | None = None) -> None:
         self._filtered: Future | None = None
         h, w = labels.shape
         if len(boxes) == 0:
@@ -142,39 +145,61 @@ class SpillTrim:
         y1, x1 = int(wide[:, 1].max()), int(wide[:, 3].max())
         if y1 <= y0 or x1 <= x0:
             return
+        if filters is None:
+            filters = surface_filters(surface, cfg.depth_tolerance, cfg.depth_tolerance_abs)
+        self._window = np.s_[y0:y1, x0:x1]
         self._labels, self._masks = labels[y0:y1, x0:x1], masks[:, y0:y1, x0:x1]
         self._crops = [tuple(int(c) for c in crop)
                        for crop in np.array([box_slice(b, h, w, CROP_PAD) for b in boxes]) - (y0, y0, x0, x0)]
         self._cam = replace(cam, cx=cam.cx - x0, cy=cam.cy - y0, width=x1 - x0, height=y1 - y0)
         self._cfg = cfg
         window = self._surface = np.ascontiguousarray(surface[y0:y1, x0:x1])
-        # the sensor's noise where the objects are (the window is most of the image on close-ups)
-        self._noise = noise = depth_noise(window, cfg.depth_tolerance)
+        self._noise = noise = filters.noise
         valid = self._valid = np.isfinite(window)
         # normals from noisy depth need a longer baseline: as long as it takes for the noise over it to
         # stay small against the pixel spacing (Kinect-like noise at 3 m needs ~4 px)
         z_far = float(np.max(window, where=valid, initial=0.0))
         needs_step = 3.0 * noise * z_far * self._cam.fx > 2.0
         self._steps = [_crease_step(window, crop, noise, self._cam.fx) if needs_step else 2 for crop in self._crops]
-        wh, ww = window.shape
-        # the smoothing is read in the boxes and as far around them as the crease stencils reach
-        reach = [(max(cy0 - st, 0), min(cy1 + st, wh), max(cx0 - st, 0), min(cx1 + st, ww))
-                 for (cy0, cy1, cx0, cx1), st in zip(self._crops, self._steps)]
-        if noise_needs_smoothing(noise):
-            self._filtered = _filter_thread().submit(_filters, window, valid, noise, reach, cfg)
-        else:  # the jump map alone is too short to pay for the hand-over to the thread
-            self._filtered = Future()
-            self._filtered.set_result(_filters(window, valid, noise, reach, cfg))
+        self._filtered = filters.maps
 
     def finish(self, planes: np.ndarray | None = None) -> None:
-        """Pass 1 (while the filters run), then passes 2 and 3: clears the spill in ``labels``."""
+        """Pass 1 (while the filters may still run), then passes 2 and 3: clears the spill in ``labels``."""
         if self._filtered is None:
             return
         try:
             _trim_window(self._labels, self._masks, self._crops, self._steps, self._surface, self._valid,
-                         self._filtered, self._cam, self._cfg, planes, self._noise)
+                         self._filtered, self._window, self._cam, self._cfg, planes, self._noise)
         finally:
             wait([self._filtered])  # never leave the helper thread working on this frame
+
+
+@dataclass(frozen=True)
+class SurfaceFilters:
+    """What the trimming needs of the whole visible surface, known before any mask (see :func:`surface_filters`).
+
+    ``noise`` is the sensor's depth noise (sigma / depth**2); ``maps`` resolves to the depth-jump map and
+    the edge-preserving smoothing of the surface, both (H, W).
+    """
+
+    noise: float
+    maps: Future
+
+
+def surface_filters(surface: np.ndarray, depth_tolerance: float, depth_tolerance_abs: float) -> SurfaceFilters:
+    """Measure the noise and start the image-wide filters of ``surface`` (the helper thread smooths).
+
+    Nothing here depends on the masks, so a caller that has the surface before the masks (the
+    pipeline, while the model runs) starts them then and the trimming only reads the result.
+    """
+    noise = depth_noise(surface, depth_tolerance)
+    valid = np.isfinite(surface)
+    if noise_needs_smoothing(noise):
+        maps = _filter_thread().submit(_filters, surface, valid, noise, depth_tolerance, depth_tolerance_abs)
+    else:  # the jump map alone is too short to pay for the hand-over to the thread
+        maps = Future()
+        maps.set_result(_filters(surface, valid, noise, depth_tolerance, depth_tolerance_abs))
+    return SurfaceFilters(noise, maps)
 
 
 def _crease_step(surface: np.ndarray, crop: tuple[int, int, int, int], noise: float, fx: float) -> int:
@@ -186,16 +211,15 @@ def _crease_step(surface: np.ndarray, crop: tuple[int, int, int, int], noise: fl
     return int(np.clip(np.ceil(3.0 * noise * z * fx), 2, 6))
 
 
-def _filters(surface: np.ndarray, valid: np.ndarray, noise: float, reach: list[tuple[int, int, int, int]],
-             cfg: TrimConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The depth-jump map and the edge-preserving smoothing (noisy depth ruins normals) of the window."""
-    far = far_edges(surface, valid, cfg.depth_tolerance, cfg.depth_tolerance_abs)
-    return far, smooth_depth(surface, valid, noise, reach)
+def _filters(surface: np.ndarray, valid: np.ndarray, noise: float, jump_rel: float,
+             jump_abs: float) -> tuple[np.ndarray, np.ndarray]:
+    """The depth-jump map and the edge-preserving smoothing (noisy depth ruins normals) of the surface."""
+    return far_edges(surface, valid, jump_rel, jump_abs), smooth_depth(surface, valid, noise)
 
 
 def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, int, int, int]], steps: list[int],
-                 surface: np.ndarray, valid: np.ndarray, filtered: Future, cam: PinholeIntrinsics, cfg: TrimConfig,
-                 planes: np.ndarray | None, noise: float) -> None:
+                 surface: np.ndarray, valid: np.ndarray, filtered: Future, window: tuple[slice, slice],
+                 cam: PinholeIntrinsics, cfg: TrimConfig, planes: np.ndarray | None, noise: float) -> None:
     """:func:`trim_spill` on a window of the image (``labels`` and ``masks`` are views into the caller's)."""
     import cv2
 
@@ -208,7 +232,7 @@ def _trim_window(labels: np.ndarray, masks: np.ndarray, crops: list[tuple[int, i
     if not borders:
         return
     _set_core_depths(borders)
-    far, smooth = filtered.result()
+    far, smooth = (a[window] for a in filtered.result())  # the image's, cut to the window
     # pass 2, for the border pixels of all instances at once
     crease = np.zeros(h * w, bool)
     blocked = far | ~valid
