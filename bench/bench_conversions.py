@@ -42,9 +42,9 @@ from _machine import machine_info
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, PointCloud2, PointField
 
-from vizion3d_ros.core.colors import recolor
-from vizion3d_ros.core.rgbd import depth_to_points_optical
-from vizion3d_ros.core.transforms import cloud_to_camera_gl, pose_matrix
+from vizion3d_ros.core.camera.transforms import cloud_to_camera_gl, pose_matrix
+from vizion3d_ros.core.io.rgbd import depth_to_points_optical
+from vizion3d_ros.core.render.colors import recolor
 from vizion3d_ros.ros.conversions import (
     image_to_rgb,
     pointcloud2_to_arrays,

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vizion3d_ros.core.camera import PinholeIntrinsics, project_gl
-from vizion3d_ros.core.lifting import lift_masks
-from vizion3d_ros.core.synthetic import (
+from vizion3d_ros.core.camera.pinhole import PinholeIntrinsics, project_gl
+from vizion3d_ros.core.lifting.lift import lift_masks
+from vizion3d_ros.core.lifting.zbuffer import depth_map
+from vizion3d_ros.core.synthetic.scenes import (
     DEFAULT_CAMERA,
     camera_cloud,
     dilate_masks,
@@ -37,7 +38,6 @@ from vizion3d_ros.core.synthetic import (
     sensor_cloud,
     standard_scenes,
 )
-from vizion3d_ros.core.zbuffer import depth_map
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _machine  # noqa: E402
@@ -141,8 +141,8 @@ def build_cases(wanted: set[str]) -> list[Case]:
 
 def tum_case() -> Case | None:
     """Case b: the real TUM frame, segmented once by the real checkpoint (on the CPU)."""
-    from vizion3d_ros.core.frames import optical_to_gl
-    from vizion3d_ros.core.rgbd import depth_to_points_optical, load_rgbd_folder
+    from vizion3d_ros.core.camera.frames import optical_to_gl
+    from vizion3d_ros.core.io.rgbd import depth_to_points_optical, load_rgbd_folder
     from vizion3d_ros.core.segmentation.ultralytics_backend import UltralyticsBackend
 
     if not (TUM / 'camera.json').is_file() or not MODEL.is_file():

@@ -323,8 +323,8 @@ STAGE_TEXT = {
     'inference': 'YOLO segmentation on the pipeline\'s inference thread (`FramePipeline.start`, backend only)',
     'handoff': 'handing the frame to the inference thread and the masks back (thread wake-ups), plus any work '
                'alongside that outlasted the inference',
-    'lifting': 'mask lifting once the masks are there (`core/lifting.py`)',
-    'geometry': 'per-object centroid, box and record (`core/pipeline.py`, `core/geometry.py`)',
+    'lifting': 'mask lifting once the masks are there (`core/lifting/lift.py`)',
+    'geometry': 'per-object centroid, box and record (`core/pipeline.py`, `core/lifting/geometry.py`)',
     'building': 'building the output messages (objects, annotated cloud, markers)',
     'publish_calls': '`publish()` of objects, annotated_points, markers (serialisation, DDS write)',
     'delivery': 'last `publish()` returned -> this process has received all three outputs',

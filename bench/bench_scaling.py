@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info  # noqa: E402
 from bench_lifting import MODEL, MODES, TUM, Case, _scores, time_case, unorganised_cases  # noqa: E402
 
-from vizion3d_ros.core.synthetic import (  # noqa: E402
+from vizion3d_ros.core.synthetic.scenes import (  # noqa: E402
     DEFAULT_CAMERA,
     Box,
     Scene,
@@ -121,7 +121,7 @@ def point_cases(counts: list[int], sizes: tuple[int, ...]) -> list[Case]:
 
 def segmentation_times(sizes: list[int], runs: int) -> list[dict]:
     """Median time of one YOLOv8n-seg inference on the TUM frame's colour image per imgsz (CPU)."""
-    from vizion3d_ros.core.rgbd import load_rgbd_folder
+    from vizion3d_ros.core.io.rgbd import load_rgbd_folder
     from vizion3d_ros.core.segmentation.ultralytics_backend import UltralyticsBackend
 
     if not MODEL.is_file() or not (TUM / 'camera.json').is_file():

@@ -12,8 +12,8 @@ import argparse
 
 import numpy as np
 
-from vizion3d_ros.core.lifting import LIFT_MODES, LiftConfig, lift_masks
-from vizion3d_ros.core.synthetic import (
+from vizion3d_ros.core.lifting.lift import LIFT_MODES, LiftConfig, lift_masks
+from vizion3d_ros.core.synthetic.scenes import (
     DEFAULT_CAMERA,
     camera_cloud,
     dilate_masks,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vizion3d_ros.core.synthetic import random_scene
+from vizion3d_ros.core.synthetic.scenes import random_scene
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_lifting import CONDITIONS, evaluate  # noqa: E402

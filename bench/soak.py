@@ -147,7 +147,7 @@ def machine_info() -> dict:
 
 def build_frames(frame_arg: str | None, variants: int):
     """``variants`` (Image, CameraInfo, PointCloud2) of the frame, each shifted 12 px further right."""
-    from vizion3d_ros.core.rgbd import depth_to_points_optical
+    from vizion3d_ros.core.io.rgbd import depth_to_points_optical
     from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
     from vizion3d_ros.tools.player import camera_info_msg
     from vizion3d_ros.tools.scenes import load_scene

@@ -30,7 +30,7 @@ def _require(path: Path) -> Path:
 @pytest.fixture(scope='session')
 def tum_frame():
     """The real TUM RGB-D frame (colour, depth in metres, camera)."""
-    from vizion3d_ros.core.rgbd import load_rgbd_folder
+    from vizion3d_ros.core.io.rgbd import load_rgbd_folder
     return load_rgbd_folder(_require(TUM))
 
 
@@ -90,7 +90,7 @@ def ros(request, tmp_path_factory):
 @pytest.fixture(scope='module')
 def tum_msgs(tum_frame):
     """The TUM frame as ROS messages: image, camera_info, organised XYZRGB cloud, and its optical-frame xyz."""
-    from vizion3d_ros.core.rgbd import depth_to_points_optical
+    from vizion3d_ros.core.io.rgbd import depth_to_points_optical
     from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
     from vizion3d_ros.tools.player import camera_info_msg
 

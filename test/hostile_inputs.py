@@ -1,7 +1,7 @@
 """A catalogue of malformed and hostile inputs for vizion3d_node, each built from one valid real frame.
 
 The valid frame is the real TUM RGB-D frame (``../shared/data/rgbd/tum_desk``, loaded with
-:mod:`vizion3d_ros.core.rgbd`) converted to messages with the package's own conversions: an rgb8
+:mod:`vizion3d_ros.core.io.rgbd`) converted to messages with the package's own conversions: an rgb8
 Image, a pinhole CameraInfo and an organised 640x480 XYZRGB PointCloud2 (16-byte points, NaN where
 the depth is missing). Every :class:`HostileInput` changes one thing about it.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from vizion3d_ros.core.rgbd import RGBDFrame, depth_to_points_optical, load_rgbd_folder
+from vizion3d_ros.core.io.rgbd import RGBDFrame, depth_to_points_optical, load_rgbd_folder
 from vizion3d_ros.ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
 from vizion3d_ros.tools.player import camera_info_msg
 

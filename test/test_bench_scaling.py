@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / 'bench'))
 
 from bench_scaling import fit_line, shelf_masks, shelf_scene  # noqa: E402
 
-from vizion3d_ros.core.synthetic import DEFAULT_CAMERA  # noqa: E402
+from vizion3d_ros.core.synthetic.scenes import DEFAULT_CAMERA  # noqa: E402
 
 MODES = {'naive', 'exclusive', 'visible'}
 

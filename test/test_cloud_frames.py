@@ -10,7 +10,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import TransformStamped
 
-from vizion3d_ros.core.transforms import parse_extrinsic
+from vizion3d_ros.core.camera.transforms import parse_extrinsic
 from vizion3d_ros.ros.cloud_frames import CloudToCamera, tf2_available, transform_to_matrix
 from vizion3d_ros.ros.drops import FrameRejectedError
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from vizion3d_ros.core.colors import recolor
-from vizion3d_ros.core.transforms import cloud_to_camera_gl
+from vizion3d_ros.core.camera.transforms import cloud_to_camera_gl
+from vizion3d_ros.core.render.colors import recolor
 from vizion3d_ros.ros.conversions import (
     MessageFormatError,
     _with_data,

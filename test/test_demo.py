@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from vizion3d_ros.core.plyio import read_ply
+from vizion3d_ros.core.io.plyio import read_ply
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

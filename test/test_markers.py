@@ -10,7 +10,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from vizion3d_ros.core.colors import distinct_color
+from vizion3d_ros.core.render.colors import distinct_color
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros import messages
 from vizion3d_ros.ros.markers import ObjectMarkers, box_edge_points

@@ -13,9 +13,9 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from vizion3d_ros.core.colors import palette
-from vizion3d_ros.core.geometry import object_geometry
+from vizion3d_ros.core.lifting.geometry import object_geometry
 from vizion3d_ros.core.pipeline import LiftedObject
+from vizion3d_ros.core.render.colors import palette
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros import messages
 from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, xyzrgb_to_pointcloud2

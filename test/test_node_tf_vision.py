@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from vizion3d_ros.core.transforms import parse_extrinsic
+from vizion3d_ros.core.camera.transforms import parse_extrinsic
 from vizion3d_ros.ros.conversions import pointcloud2_to_arrays, xyzrgb_to_pointcloud2
 
 from node_harness import RELIABLE, Client, running_node, stamp_ns, values

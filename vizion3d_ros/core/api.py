@@ -35,17 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from .camera import PinholeIntrinsics
-from .colors import palette
-from .frames import optical_to_gl
-from .frontview import render_front_view
-from .geometry import oriented_box
-from .intrinsics import IntrinsicsError, derive_intrinsics, intrinsics_from_cloud
-from .lifting import LIFT_MODES, LiftConfig
-from .models import DEFAULT_MODEL_URL, ModelUnavailableError, ProgressCallback, is_url, resolve_model
+from .camera.frames import optical_to_gl
+from .camera.intrinsics import IntrinsicsError, derive_intrinsics, intrinsics_from_cloud
+from .camera.pinhole import PinholeIntrinsics
+from .lifting.geometry import oriented_box
+from .lifting.lift import LIFT_MODES, LiftConfig
 from .pipeline import FramePipeline
+from .render.colors import palette
+from .render.frontview import render_front_view
 from .segmentation.base import SegmentationBackend
 from .segmentation.external import ExternalMasksBackend
+from .segmentation.models import DEFAULT_MODEL_URL, ModelUnavailableError, ProgressCallback, is_url, resolve_model
 
 CLOUD_FRAMES = ('opengl', 'optical')
 OUTPUT_FORMATS = ('auto', 'open3d', 'numpy')

@@ -87,26 +87,26 @@ def warm_kernels() -> None:
     """Compile (or load from the disk cache) every kernel; idempotent, and safe from several threads.
 
     Then lifts a tiny synthetic organised depth frame (80x60: a box in front of a wall, standing on a
-    floor, with Kinect-like noise, and a mask a few pixels too wide) through :func:`~.lifting.lift_masks`,
+    floor, with Kinect-like noise, and a mask a few pixels too wide) through :func:`~.lifting.lift.lift_masks`,
     the code path every frame takes.
     """
     global _warm
     if _warm:
         return
-    from . import lifting  # imports every module that registers kernels
+    from .lifting import lift  # imports every module that registers kernels
 
     for k in KERNELS:
         k.compile()
     # and once through the real code path: numba's own first-call set-up, and a check that the
     # signatures are those real frames use (a mismatch raises TypeError here, not on a frame)
     points, cam, masks = _warm_up_frame()
-    lifting.lift_masks(points, cam, masks, np.array([0.9, 0.8]))
+    lift.lift_masks(points, cam, masks, np.array([0.9, 0.8]))
     _warm = True
 
 
 def _warm_up_frame():
     """Points (OpenGL camera space, organised on the pixels), camera and masks of the warm-up frame."""
-    from .camera import PinholeIntrinsics
+    from .camera.pinhole import PinholeIntrinsics
 
     w, h = 80, 60
     cam = PinholeIntrinsics(fx=70.0, fy=70.0, cx=w / 2, cy=h / 2, width=w, height=h)

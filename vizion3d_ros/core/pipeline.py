@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .camera import PinholeIntrinsics, Projection
-from .geometry import ObjectGeometry, object_geometry
+from .camera.pinhole import PinholeIntrinsics, Projection
 from .jit import warm_kernels
-from .lifting import LiftConfig, PreparedCloud, lift_masks, prepare_cloud
+from .lifting.geometry import ObjectGeometry, object_geometry
+from .lifting.lift import LiftConfig, PreparedCloud, lift_masks, prepare_cloud
 from .segmentation.base import Segmentation, SegmentationBackend
 
 

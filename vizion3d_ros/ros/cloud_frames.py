@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.transforms import pose_matrix
+from ..core.camera.transforms import pose_matrix
 from .drops import FrameRejectedError
 
 

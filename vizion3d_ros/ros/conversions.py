@@ -18,8 +18,8 @@ import numpy as np
 from numpy.lib import recfunctions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from ..core.camera import PinholeIntrinsics
-from ..core.colors import palette
+from ..core.camera.pinhole import PinholeIntrinsics
+from ..core.render.colors import palette
 
 
 class MessageFormatError(ValueError):

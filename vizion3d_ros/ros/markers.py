@@ -26,8 +26,8 @@ from visualization_msgs.msg import Marker, MarkerArray, MeshFile
 
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
 
-from ..core.colors import distinct_color
-from ..core.transforms import quaternion_matrix
+from ..core.camera.transforms import quaternion_matrix
+from ..core.render.colors import distinct_color
 from .messages import fill, points, pose_at
 
 # Corner k of a box has sign bit0 on x, bit1 on y, bit2 on z; an edge joins corners differing in one bit.

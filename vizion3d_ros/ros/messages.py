@@ -21,8 +21,8 @@ from sensor_msgs.msg import PointCloud2, PointField, RegionOfInterest
 
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
 
-from ..core.colors import palette
 from ..core.pipeline import LiftedObject
+from ..core.render.colors import palette
 from .conversions import CloudArrays, mono8_to_image, xyzrgb_to_pointcloud2
 
 #: Colour of the points of a cloud without colour that belong to no object.

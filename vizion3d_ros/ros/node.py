@@ -46,12 +46,12 @@ from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.msg import ObjectMask3DArray
 
-from ..core.lifting import LiftConfig
-from ..core.models import ModelUnavailableError, resolve_model
+from ..core.camera.transforms import cloud_to_camera_gl, parse_extrinsic
+from ..core.lifting.lift import LiftConfig
 from ..core.pipeline import FramePipeline
-from ..core.render import render_overlay
+from ..core.render.overlay import render_overlay
 from ..core.segmentation.base import parse_class_filter
-from ..core.transforms import cloud_to_camera_gl, parse_extrinsic
+from ..core.segmentation.models import ModelUnavailableError, resolve_model
 from .allocator import keep_large_buffers
 from .cloud_frames import CloudToCamera, make_tf_listener
 from .conversions import (

@@ -15,9 +15,9 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..core.lifting import LIFT_MODES
+from ..core.camera.transforms import parse_extrinsic
+from ..core.lifting.lift import LIFT_MODES
 from ..core.segmentation.base import parse_class_filter
-from ..core.transforms import parse_extrinsic
 
 INPUT_RELIABILITY = ('auto', 'best_effort', 'reliable')
 INTRINSICS_SOURCES = ('auto', 'K', 'P')

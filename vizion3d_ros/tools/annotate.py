@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.models import DEFAULT_MODEL_URL, ModelUnavailableError, print_progress
+from ..core.segmentation.models import DEFAULT_MODEL_URL, ModelUnavailableError, print_progress
 
 PROG = 'vizion3d-annotate'
 
@@ -143,8 +143,8 @@ def write_outputs(out: Path, points: np.ndarray, colors: np.ndarray | None, resu
     """Write the PLYs, overlay and summary; return the summary."""
     import cv2
 
-    from ..core.plyio import write_ply
-    from ..core.render import overlay
+    from ..core.io.plyio import write_ply
+    from ..core.render.overlay import overlay
 
     out.mkdir(parents=True, exist_ok=True)
     objects_dir = out / 'objects'

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..core.plyio import write_ply
-from ..core.render import overlay
+from ..core.io.plyio import write_ply
+from ..core.render.overlay import overlay
 from .scenes import default_model, load_scene
 
 TOPICS = {'image': 'camera/color/image_raw', 'camera_info': 'camera/color/camera_info',

@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from ..core.rgbd import RGBDFrame, depth_to_points_optical
+from ..core.io.rgbd import RGBDFrame, depth_to_points_optical
 from ..ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
 from .scenes import load_scene
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.camera import PinholeIntrinsics
-from ..core.rgbd import RGBDFrame, load_rgbd_folder, read_rgb
+from ..core.camera.pinhole import PinholeIntrinsics
+from ..core.io.rgbd import RGBDFrame, load_rgbd_folder, read_rgb
 
 
 def shared_dir() -> Path | None:

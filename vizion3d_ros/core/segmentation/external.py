@@ -19,7 +19,7 @@ class ExternalMasksBackend:
 
     Build it with :meth:`from_label_image`, :meth:`from_png` or :meth:`from_arrays`. Empty masks are
     dropped, boxes are computed from the masks (tight, inclusive pixel indices like
-    :func:`vizion3d_ros.core.lifting.mask_boxes`) and instances are sorted by descending score.
+    :func:`vizion3d_ros.core.lifting.lift.mask_boxes`) and instances are sorted by descending score.
     """
 
     name = 'external'

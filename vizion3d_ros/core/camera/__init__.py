@@ -1,0 +1,5 @@
+"""Camera models and frames.
+
+Pinhole intrinsics and projection, intrinsics from what a user has, the ROS optical / OpenGL
+conventions and rigid transforms.
+"""

@@ -1,0 +1,1 @@
+"""Reading and writing data: PLY point clouds and RGB-D frames (folders, depth images)."""

@@ -1,0 +1,77 @@
+"""RGB-D frames on disk and their back-projection to organised point clouds (optical frame)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..camera.pinhole import PinholeIntrinsics
+
+
+@dataclass
+class RGBDFrame:
+    """A colour image, its registered depth in metres (NaN = no depth) and the camera."""
+
+    color: np.ndarray  # (H, W, 3) uint8 RGB
+    depth: np.ndarray  # (H, W) float32 metres
+    camera: PinholeIntrinsics
+    name: str = ''
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB."""
+    import cv2
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f'cannot read image {path}')
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def load_rgbd_folder(folder: str | Path, index: int = 0) -> RGBDFrame:
+    """Load a frame from a folder with ``camera.json`` and colour + depth images.
+
+    The images are ``color.png``/``depth.png``, or the ``index``-th files (sorted) of ``color/`` and
+    ``depth/`` subfolders.
+
+    ``camera.json`` holds ``fx, fy, cx, cy, width, height`` and ``depth_scale`` (depth units per metre).
+    """
+    import cv2
+    folder = Path(folder)
+    meta = json.loads((folder / 'camera.json').read_text())
+    if (folder / 'color.png').is_file():
+        color_path, depth_path = folder / 'color.png', folder / 'depth.png'
+    else:
+        color_path = sorted((folder / 'color').iterdir())[index]
+        depth_path = sorted((folder / 'depth').iterdir())[index]
+    color = read_rgb(color_path)
+    raw = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2:
+        raise ValueError(f'{depth_path} is not a single-channel depth image')
+    depth = raw.astype(np.float32) / np.float32(meta['depth_scale'])
+    depth[raw == 0] = np.nan
+    cam = PinholeIntrinsics(fx=meta['fx'], fy=meta['fy'], cx=meta['cx'], cy=meta['cy'],
+                            width=int(meta['width']), height=int(meta['height']))
+    if color.shape[:2] != (cam.height, cam.width) or depth.shape != color.shape[:2]:
+        raise ValueError(f'{folder}: colour {color.shape[:2]}, depth {depth.shape} and camera '
+                         f'{cam.height}x{cam.width} sizes differ')
+    return RGBDFrame(color=color, depth=depth, camera=cam, name=folder.name)
+
+
+def depth_to_points_optical(depth: np.ndarray, cam: PinholeIntrinsics) -> np.ndarray:
+    """Back-project a depth image (metres, NaN/0 = none) to ``(H*W, 3)`` float32 optical-frame points.
+
+    Row-major, one point per pixel (organised): pixels without depth become NaN points. Pixel centres
+    are at integer coordinates (as in ``depth_image_proc``), so each point projects back onto the
+    centre of its own pixel.
+    """
+    h, w = depth.shape
+    z = np.where(depth > 0, depth, np.nan).astype(np.float32)
+    u = (np.arange(w, dtype=np.float32) - np.float32(cam.cx)) / np.float32(cam.fx)
+    v = (np.arange(h, dtype=np.float32) - np.float32(cam.cy)) / np.float32(cam.fy)
+    pts = np.empty((h, w, 3), np.float32)
+    pts[..., 0] = z * u[None, :]
+    pts[..., 1] = z * v[:, None]
+    pts[..., 2] = z
+    return pts.reshape(-1, 3)

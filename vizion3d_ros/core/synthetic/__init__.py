@@ -1,0 +1,1 @@
+"""Ray-cast test scenes with exact per-pixel and per-point instance ids (tests, evaluation, benchmarks)."""
