@@ -130,6 +130,8 @@ if [[ "$(cat "$bstamp" 2>/dev/null)" != "$build_hash" ]]; then
       --install-base install --symlink-install --event-handlers console_cohesion+ \
       --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF
   ) > "$ROOT/log/colcon-build.txt" 2>&1 || { mkdir -p log; cat "$ROOT/log/colcon-build.txt"; log "colcon build failed"; exit 1; }
+  # a moved or deleted module leaves its link behind, pointing nowhere (and shadowing nothing only by luck)
+  find "$ROOT/install" "$ROOT/build" -xtype l -delete 2>/dev/null || true
   echo "$build_hash" > "$bstamp"
 else
   log "package build up to date"
