@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import TUM
 
-from vizion3d_ros.core import synthetic as syn
 from vizion3d_ros.core.io.plyio import read_ply, write_ply
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
 from vizion3d_ros.core.render.colors import palette
+from vizion3d_ros.core.synthetic import scenes as syn
 
 CAM = syn.SMALL_CAMERA
 EXE = shutil.which('vizion3d-annotate')

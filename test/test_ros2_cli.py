@@ -61,7 +61,7 @@ def test_ros2_lifecycle_get_list_and_set(node):
     assert lifecycle_state() == 'active'
     listed = cli('lifecycle', 'list', NODE).stdout
     assert re.search(r'- deactivate \[4\]', listed) and re.search(r'- shutdown \[7\]', listed), listed
-    nodes = ros2_until(lambda p: NODE in p.stdout, 'lifecycle', 'nodes', *SPIN).stdout
+    nodes = ros2_until(lambda p: NODE in p.stdout.split(), 'lifecycle', 'nodes', *SPIN).stdout
     assert NODE in nodes.split()
     out = cli('lifecycle', 'set', NODE, 'deactivate').stdout
     try:

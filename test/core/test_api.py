@@ -6,7 +6,6 @@ import open3d as o3d
 import pytest
 from conftest import TUM
 
-from vizion3d_ros.core import synthetic as syn
 from vizion3d_ros.core.api import (
     IntrinsicsError,
     ObjectMaskAnnotation3D,
@@ -21,6 +20,7 @@ from vizion3d_ros.core.pipeline import lift_segmentation
 from vizion3d_ros.core.render.colors import palette
 from vizion3d_ros.core.render.frontview import render_front_view
 from vizion3d_ros.core.segmentation.external import ExternalMasksBackend
+from vizion3d_ros.core.synthetic import scenes as syn
 
 CAM = syn.SMALL_CAMERA
 

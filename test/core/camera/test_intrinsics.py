@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from vizion3d_ros.core import synthetic as syn
 from vizion3d_ros.core.camera.intrinsics import IntrinsicsError, derive_intrinsics, intrinsics_from_cloud
 from vizion3d_ros.core.camera.pinhole import PinholeIntrinsics, project_gl
+from vizion3d_ros.core.synthetic import scenes as syn
 
 
 @pytest.fixture(scope='module')

@@ -14,7 +14,7 @@ import pytest
 from vizion3d_ros.core.lifting.lift import LiftConfig, lift_masks
 from vizion3d_ros.core.synthetic.scenes import DEFAULT_CAMERA, precision_recall, random_scene, standard_scenes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / 'bench'))
 from eval_lifting import make_case  # noqa: E402
 
 SCENES = standard_scenes() + [(f'random_{s}', random_scene(np.random.default_rng(s), num_objects=4,

@@ -3,10 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
-from vizion3d_ros.core import synthetic as syn
 from vizion3d_ros.core.camera.pinhole import PinholeIntrinsics
 from vizion3d_ros.core.render.colors import palette
 from vizion3d_ros.core.render.frontview import render_front_view
+from vizion3d_ros.core.synthetic import scenes as syn
 
 CAM = syn.DEFAULT_CAMERA
 PALETTE = palette(12)

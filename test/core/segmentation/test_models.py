@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from vizion3d_ros.core import models
+from vizion3d_ros.core.segmentation import models
 from vizion3d_ros.core.segmentation.models import (
     DEFAULT_MODEL_URL,
     ModelUnavailableError,
