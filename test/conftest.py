@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get('VIZION3D_SHARED', ROOT.parent / 'shared'))
 TUM = SHARED / 'data' / 'rgbd' / 'tum_desk'
+REDWOOD = SHARED / 'data' / 'rgbd' / 'redwood_livingroom'
 MODEL_PT = SHARED / 'models' / 'yolov8n-seg-coco.pt'
 MODEL_ONNX = SHARED / 'models' / 'yolov8n-seg-coco-int8-320.onnx'
 

@@ -37,26 +37,51 @@ def load_rgbd_folder(folder: str | Path, index: int = 0) -> RGBDFrame:
 
     ``camera.json`` holds ``fx, fy, cx, cy, width, height`` and ``depth_scale`` (depth units per metre).
     """
-    import cv2
     folder = Path(folder)
-    meta = json.loads((folder / 'camera.json').read_text())
+    cam, depth_scale = read_camera_json(folder / 'camera.json')
     if (folder / 'color.png').is_file():
         color_path, depth_path = folder / 'color.png', folder / 'depth.png'
     else:
         color_path = sorted((folder / 'color').iterdir())[index]
         depth_path = sorted((folder / 'depth').iterdir())[index]
+    return read_rgbd(color_path, depth_path, cam, depth_scale, folder.name)
+
+
+def read_camera_json(path: str | Path) -> tuple[PinholeIntrinsics, float]:
+    """The camera and the depth scale (depth units per metre) of a ``camera.json``; ValueError naming the file."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f'{path}: cannot read camera.json ({exc})') from exc
+    missing = [k for k in ('fx', 'fy', 'cx', 'cy', 'width', 'height', 'depth_scale') if k not in meta]
+    if missing:
+        raise ValueError(f'{path}: missing {", ".join(missing)}')
+    try:
+        cam = PinholeIntrinsics(fx=float(meta['fx']), fy=float(meta['fy']), cx=float(meta['cx']),
+                                cy=float(meta['cy']), width=int(meta['width']), height=int(meta['height']))
+        scale = float(meta['depth_scale'])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'{path}: {exc}') from exc
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f'{path}: depth_scale must be a positive number, got {meta["depth_scale"]!r}')
+    return cam, scale
+
+
+def read_rgbd(color_path: str | Path, depth_path: str | Path, cam: PinholeIntrinsics, depth_scale: float,
+              name: str = '') -> RGBDFrame:
+    """One colour image and its registered depth image (``depth_scale`` units per metre, 0 = none)."""
+    import cv2
     color = read_rgb(color_path)
     raw = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim != 2:
         raise ValueError(f'{depth_path} is not a single-channel depth image')
-    depth = raw.astype(np.float32) / np.float32(meta['depth_scale'])
+    depth = raw.astype(np.float32) / np.float32(depth_scale)
     depth[raw == 0] = np.nan
-    cam = PinholeIntrinsics(fx=meta['fx'], fy=meta['fy'], cx=meta['cx'], cy=meta['cy'],
-                            width=int(meta['width']), height=int(meta['height']))
     if color.shape[:2] != (cam.height, cam.width) or depth.shape != color.shape[:2]:
-        raise ValueError(f'{folder}: colour {color.shape[:2]}, depth {depth.shape} and camera '
-                         f'{cam.height}x{cam.width} sizes differ')
-    return RGBDFrame(color=color, depth=depth, camera=cam, name=folder.name)
+        raise ValueError(f'{name or Path(color_path).parent}: colour {color.shape[:2]}, depth {depth.shape} and '
+                         f'camera {cam.height}x{cam.width} sizes differ')
+    return RGBDFrame(color=color, depth=depth, camera=cam, name=name)
 
 
 def depth_to_points_optical(depth: np.ndarray, cam: PinholeIntrinsics) -> np.ndarray:
