@@ -10,20 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_OFFSETS = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
-                     if (i, j, k) != (0, 0, 0)], np.int64)
-_BITS = 21  # per axis: +-1M voxels, enough for a 10 km cloud at 1 cm
-_BIAS = 1 << (_BITS - 1)
-_AXIS = (1 << _BITS) - 1
-
-
-def _keys(cells: np.ndarray) -> np.ndarray:
-    c = cells + _BIAS
-    return (c[..., 0] << (2 * _BITS)) | (c[..., 1] << _BITS) | c[..., 2]
-
-
-def _cells(keys: np.ndarray) -> np.ndarray:
-    return np.stack([(keys >> (2 * _BITS)) & _AXIS, (keys >> _BITS) & _AXIS, keys & _AXIS], axis=1) - _BIAS
+from ..voxels import NEIGHBOURS, cell_keys, key_cells
 
 
 def propagate_labels(seeds: np.ndarray, seed_labels: np.ndarray, candidates: np.ndarray, voxel: float,
@@ -39,7 +26,7 @@ def propagate_labels(seeds: np.ndarray, seed_labels: np.ndarray, candidates: np.
     if len(candidates) == 0 or len(seeds) == 0:
         return out
     inv = 1.0 / float(voxel)
-    cand_keys, cand_voxel = np.unique(_keys(np.floor(candidates * inv).astype(np.int64)), return_inverse=True)
+    cand_keys, cand_voxel = np.unique(cell_keys(np.floor(candidates * inv).astype(np.int64)), return_inverse=True)
     voxel_label = np.full(len(cand_keys), -1, np.int64)
     # only seeds near the candidates can reach them
     lo = candidates.min(axis=0) - 2 * voxel
@@ -52,7 +39,7 @@ def propagate_labels(seeds: np.ndarray, seed_labels: np.ndarray, candidates: np.
     # where an object touches the background its voxel stays background): order by label (a cheap
     # stable sort of small ints), then np.unique's first occurrence is the smallest label
     order = np.argsort(seed_labels, kind='stable')
-    seed_keys = _keys(np.floor(seeds[order] * inv).astype(np.int64))
+    seed_keys = cell_keys(np.floor(seeds[order] * inv).astype(np.int64))
     frontier_keys, first = np.unique(seed_keys, return_index=True)
     frontier_labels = seed_labels[order][first]
     # seeds inside candidate voxels claim them right away
@@ -60,8 +47,8 @@ def propagate_labels(seeds: np.ndarray, seed_labels: np.ndarray, candidates: np.
     own = cand_keys[pos] == frontier_keys
     voxel_label[pos[own]] = frontier_labels[own]
     for _ in range(max_steps):
-        neigh = _keys(_cells(frontier_keys)[:, None, :] + _OFFSETS[None]).reshape(-1)
-        lab = np.repeat(frontier_labels, len(_OFFSETS))
+        neigh = cell_keys(key_cells(frontier_keys)[:, None, :] + NEIGHBOURS[None]).reshape(-1)
+        lab = np.repeat(frontier_labels, len(NEIGHBOURS))
         pos = np.minimum(np.searchsorted(cand_keys, neigh), len(cand_keys) - 1)
         hit = (cand_keys[pos] == neigh) & (voxel_label[pos] < 0)
         if not hit.any():

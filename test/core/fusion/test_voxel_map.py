@@ -1,0 +1,116 @@
+"""The fusion's voxel map (vizion3d_ros.core.fusion.voxel_map): means, counts, votes, bounds, growth."""
+import numpy as np
+import pytest
+
+from vizion3d_ros.core.fusion.voxel_map import VoxelMap
+from vizion3d_ros.core.voxels import cell_keys, key_cells
+
+
+def point_keys(points: np.ndarray, voxel: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the points' voxels by numpy (the map computes them in a kernel), and which points have one."""
+    cells = np.floor(points / voxel)
+    ok = np.isfinite(cells).all(axis=1)
+    keys = np.full(len(points), -1, np.int64)
+    keys[ok] = cell_keys(cells[ok].astype(np.int64))
+    return keys, ok
+
+
+def _reference(points: np.ndarray, colors: np.ndarray, voxel: float):
+    """Per voxel key: count, mean position and mean colour, the straightforward way (np.unique)."""
+    keys, ok = point_keys(points, voxel)
+    uniq, inv, counts = np.unique(keys[ok], return_inverse=True, return_counts=True)
+    mean = np.zeros((len(uniq), 3))
+    np.add.at(mean, inv, points[ok])
+    col = np.zeros((len(uniq), 3))
+    np.add.at(col, inv, colors[ok].astype(np.float64))
+    return uniq, counts, mean / counts[:, None], col / counts[:, None]
+
+
+def test_counts_and_means_match_a_straightforward_reference():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-0.5, 0.5, (20_000, 3))
+    col = rng.integers(0, 256, (20_000, 3)).astype(np.uint8)
+    m = VoxelMap(0.05, capacity=16)  # grows (and rehashes) many times on the way
+    for part in np.array_split(np.arange(len(pts)), 7):
+        m.integrate(pts[part], col[part])
+    keys, counts, mean, mcol = _reference(pts, col, 0.05)
+    order = np.argsort(m.keys)
+    np.testing.assert_array_equal(m.keys[order], keys)
+    np.testing.assert_array_equal(m.counts[order], counts)
+    np.testing.assert_allclose(m.positions[order], mean, atol=1e-5)
+    np.testing.assert_allclose(m.colors[order], np.rint(mcol), atol=1)
+    np.testing.assert_array_equal(key_cells(m.keys), m.cells)
+    # every point finds its own voxel again
+    rows = m.lookup(pts)
+    np.testing.assert_array_equal(m.keys[rows], point_keys(pts, 0.05)[0])
+    assert (m.lookup(np.array([[9.0, 9.0, 9.0]])) == -1).all()
+
+
+def test_votes_add_up_and_the_strongest_labels_stay():
+    m = VoxelMap(1.0, top_k=2)
+    p = np.full((1, 3), 0.5)
+    for label, w in ((3, 1.0), (3, 1.0), (4, 0.5), (5, 0.25), (6, 0.75), (0, 9.0)):
+        m.integrate(p, labels=np.array([label]), weights=w)
+    labels, weights = m.votes
+    # 3 (2.0) and 4 (0.5) took the slots; 5 (0.25) could not push 4 out, 6 (0.75) did; label 0 never votes
+    assert sorted(zip(labels[0].tolist(), weights[0].tolist())) == [(3, 2.0), (6, 0.75)]
+    best, weight, share = m.best_labels()
+    assert best.tolist() == [3] and weight.tolist() == [2.0] and share[0] == pytest.approx(2.0 / 2.75)
+    assert m.counts.tolist() == [6]
+
+
+def test_unlabelled_voxels_have_no_best_label():
+    m = VoxelMap(0.1)
+    m.integrate(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]), labels=np.array([0, 7]))
+    best, weight, share = m.best_labels()
+    assert best.tolist() == [0, 7] and weight.tolist() == [0.0, 1.0] and share.tolist() == [0.0, 1.0]
+
+
+def test_points_without_a_voxel_are_dropped_and_counted():
+    m = VoxelMap(0.01)
+    pts = np.array([[0.0, 0.0, 0.0], [np.nan, 0.0, 0.0], [1e9, 0.0, 0.0], [0.0, np.inf, 0.0], [0.001, 0.002, 0.003]])
+    r = m.integrate(pts)
+    assert r.dropped_invalid == 3 and r.rows.tolist()[1:4] == [-1, -1, -1]
+    assert len(m) == 1 and m.counts.tolist() == [2]
+    with pytest.raises(ValueError, match='points must be'):
+        m.integrate(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match='labels'):
+        m.integrate(np.zeros((4, 3)), labels=np.zeros(3))
+
+
+def test_max_voxels_bounds_the_map_and_keeps_updating_what_it_holds():
+    m = VoxelMap(1.0, max_voxels=3)
+    first = np.array([[0.5, 0, 0], [1.5, 0, 0], [2.5, 0, 0]])
+    m.integrate(first)
+    r = m.integrate(np.vstack([first, [[3.5, 0, 0], [4.5, 0, 0]]]))
+    assert len(m) == 3 and r.new_voxels == 0 and r.dropped_full == 2
+    assert m.counts.tolist() == [2, 2, 2] and r.rows.tolist() == [0, 1, 2, -1, -1]
+    assert m.memory_bytes() <= 16 * m.bytes_per_voxel + 64 * 4  # never allocated past the bound (16 rows minimum)
+
+
+def test_relabel_merges_the_votes_of_merged_labels():
+    m = VoxelMap(1.0, top_k=3)
+    p = np.full((1, 3), 0.5)
+    for label, w in ((5, 1.0), (7, 2.0), (9, 0.5)):
+        m.integrate(p, labels=np.array([label]), weights=w)
+    m.relabel({7: 5})
+    labels, weights = m.votes
+    got = {(int(lab), float(w)) for lab, w in zip(labels[0], weights[0]) if w > 0}
+    assert got == {(5, 3.0), (9, 0.5)}
+    m.integrate(p, labels=np.array([5]), weights=1.0)  # goes to the merged slot, not a new one
+    labels, weights = m.votes
+    assert sorted(float(w) for w in weights[0] if w > 0) == [0.5, 4.0]
+
+
+def test_memory_per_voxel_is_stated():
+    m = VoxelMap(0.01, top_k=4)
+    assert m.bytes_per_voxel == 68
+    m.integrate(np.random.default_rng(1).uniform(0, 1, (50_000, 3)))
+    # rows grow by doubling and the table stays at most half full: under 3x a row plus 16 B of table
+    assert m.memory_bytes() < len(m) * (3 * m.bytes_per_voxel + 16)
+
+
+def test_bad_parameters_are_refused():
+    for kwargs in ({'voxel_size': 0}, {'voxel_size': float('nan')}, {'top_k': 0}, {'max_voxels': 0}):
+        with pytest.raises(ValueError):
+            VoxelMap(**kwargs)
