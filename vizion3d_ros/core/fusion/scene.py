@@ -1,0 +1,153 @@
+"""Posed frames and their instance masks fused into one map where each physical object has one id.
+
+Per frame (:meth:`SceneFusion.add_frame`): the depth is back-projected and moved into the world; each
+mask is lifted onto the frame's points with the ``visible`` lifting (so that its border spill onto the
+wall or the floor is trimmed before it can vote); each mask is matched one-to-one to the map instance
+it overlaps most on the points the camera sees now (:mod:`.association`); unmatched masks open new
+instances, tentative until a second frame confirms them; then every point goes into the voxel map,
+voting for its mask's instance with the detection's confidence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..camera.frames import optical_to_gl
+from ..camera.pinhole import PinholeIntrinsics
+from ..io.rgbd import depth_to_points_optical
+from ..lifting.lift import LiftConfig, lift_masks
+from .association import match_masks, overlap_counts
+from .voxel_map import VoxelMap
+
+
+@dataclass
+class MapInstance:
+    """One object of the map: its class votes and when it was seen."""
+
+    id: int
+    class_votes: dict[int, float] = field(default_factory=dict)
+    labels: dict[int, str] = field(default_factory=dict)
+    frames: int = 0
+    first_frame: int = -1
+    last_frame: int = -1
+    confidence_sum: float = 0.0
+
+    @property
+    def class_id(self) -> int:
+        """The class with the most detection confidence behind it."""
+        return max(self.class_votes, key=self.class_votes.get) if self.class_votes else -1
+
+    @property
+    def label(self) -> str:
+        return self.labels.get(self.class_id, str(self.class_id))
+
+    @property
+    def confidence(self) -> float:
+        """Mean confidence of the detections matched to it."""
+        return self.confidence_sum / self.frames if self.frames else 0.0
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What one frame did to the map."""
+
+    frame: int
+    assigned: dict[int, int]  # frame mask value -> map instance id (matched or new)
+    created: list[int]  # ids of the instances this frame opened
+    points: int
+
+
+class SceneFusion:
+    """The map of a sequence of posed RGB-D frames with per-frame instance masks (instance mode)."""
+
+    def __init__(self, voxel_size: float = 0.01, min_iou: float = 0.2, min_points: int = 30,
+                 confirm_frames: int = 2, max_voxels: int | None = None,
+                 lift_config: LiftConfig | None = None) -> None:
+        self.map = VoxelMap(voxel_size, max_voxels=max_voxels)
+        self.min_iou = float(min_iou)
+        self.min_points = int(min_points)
+        self.confirm_frames = int(confirm_frames)
+        self.lift_config = lift_config or LiftConfig(mode='visible')
+        self.instances: dict[int, MapInstance] = {}
+        self.frames = 0
+        self._next_id = 1
+
+    def add_frame(self, depth: np.ndarray, camera: PinholeIntrinsics, pose: np.ndarray, labels: np.ndarray,
+                  meta: dict[int, dict], color: np.ndarray | None = None) -> FrameReport:
+        """Fuse one frame.
+
+        ``depth`` (H, W) is in metres along the optical axis (NaN/0 = none), ``pose`` the 4x4 camera
+        (optical) to world transform, ``labels`` (H, W) the frame's instance values (0 = none) that
+        ``meta[value]`` describes (``class_id``, ``label``, ``confidence``), ``color`` (H, W, 3) uint8 RGB.
+        """
+        frame = self.frames
+        self.frames += 1
+        optical = depth_to_points_optical(np.asarray(depth, np.float32), camera)
+        pose = np.asarray(pose, np.float64)
+        world = optical.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
+        values = [v for v in sorted(meta) if v != 0]
+        mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
+        # the instance each point's voxel holds now (before this frame votes)
+        rows = self.map.lookup(world)
+        best, _, _ = self.map.best_labels()
+        instance_of_point = np.where(rows >= 0, best[np.maximum(rows, 0)], 0) if len(best) else np.zeros(len(rows), int)
+        ids = np.array(sorted(self.instances), np.int64)
+        overlap, sizes, visible = overlap_counts(mask_of_point, instance_of_point, len(values), ids)
+        same = np.array([[meta[v].get('class_id') == self.instances[i].class_id for i in ids] for v in values],
+                        bool).reshape(len(values), len(ids))
+        pairs = match_masks(overlap, sizes, visible, same, self.min_iou)
+        assigned = {values[m]: int(ids[c]) for m, c in pairs}
+        created = []
+        for k, v in enumerate(values):
+            if v not in assigned and sizes[k] >= self.min_points:
+                assigned[v] = self._next_id
+                self.instances[self._next_id] = MapInstance(self._next_id)
+                created.append(self._next_id)
+                self._next_id += 1
+        point_label = np.zeros(len(world), np.int32)
+        point_weight = np.zeros(len(world), np.float32)
+        for k, v in enumerate(values):
+            if v not in assigned:
+                continue
+            inst = self.instances[assigned[v]]
+            info = meta[v]
+            conf = float(info.get('confidence', 1.0))
+            cls = int(info.get('class_id', -1))
+            inst.class_votes[cls] = inst.class_votes.get(cls, 0.0) + conf
+            inst.labels.setdefault(cls, str(info.get('label', cls)))
+            inst.frames += 1
+            inst.confidence_sum += conf
+            inst.first_frame = frame if inst.first_frame < 0 else inst.first_frame
+            inst.last_frame = frame
+            sel = mask_of_point == k
+            point_label[sel] = inst.id
+            point_weight[sel] = conf
+        colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
+        self.map.integrate(world, colors, point_label, point_weight)
+        return FrameReport(frame=frame, assigned=assigned, created=created,
+                           points=int(np.isfinite(world).all(axis=1).sum()))
+
+    def _lift(self, optical: np.ndarray, camera: PinholeIntrinsics, labels: np.ndarray, values: list[int],
+              meta: dict[int, dict]) -> np.ndarray:
+        """Mask index (position in ``values``) of each point after the ``visible`` lifting, -1 for none."""
+        out = np.full(len(optical), -1, np.int64)
+        if not values:
+            return out
+        masks = labels[None, :, :] == np.array(values, labels.dtype)[:, None, None]
+        scores = np.array([float(meta[v].get('confidence', 1.0)) for v in values])
+        groups = lift_masks(optical_to_gl(optical), camera, masks, scores, config=self.lift_config)
+        for k, idx in enumerate(groups):
+            out[idx] = k
+        return out
+
+    def confirmed(self) -> list[MapInstance]:
+        """Instances seen in at least ``confirm_frames`` frames, by id."""
+        return [self.instances[i] for i in sorted(self.instances) if self.instances[i].frames >= self.confirm_frames]
+
+    def voxel_instances(self) -> np.ndarray:
+        """The confirmed instance of each map voxel (0: none or tentative)."""
+        best, _, _ = self.map.best_labels()
+        ok = np.zeros(self._next_id, bool)
+        ok[[i.id for i in self.confirmed()]] = True
+        return np.where(ok[best], best, 0)
