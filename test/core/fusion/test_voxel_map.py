@@ -114,3 +114,14 @@ def test_bad_parameters_are_refused():
     for kwargs in ({'voxel_size': 0}, {'voxel_size': float('nan')}, {'top_k': 0}, {'max_voxels': 0}):
         with pytest.raises(ValueError):
             VoxelMap(**kwargs)
+
+
+def test_weaken_wears_votes_down_and_frees_their_slots():
+    m = VoxelMap(1.0, top_k=2)
+    pts = np.array([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5]])
+    m.integrate(pts, labels=np.array([3, 4]), weights=np.array([1.0, 0.25], np.float32))
+    m.weaken(np.array([0, 1, -1]), 0.5)
+    labels, weights = m.votes
+    assert labels[:, 0].tolist() == [3, 0] and weights[:, 0].tolist() == [0.5, 0.0]
+    m.integrate(pts[1:], labels=np.array([5]))  # the freed slot takes a new label
+    assert m.best_labels()[0].tolist() == [3, 5]

@@ -32,12 +32,14 @@ def overlap_counts(mask_of_point: np.ndarray, instance_of_point: np.ndarray, num
 
 
 def match_masks(overlap: np.ndarray, mask_sizes: np.ndarray, visible: np.ndarray, same_class: np.ndarray,
-                min_iou: float = 0.2, class_penalty: float = 0.1) -> list[tuple[int, int]]:
+                min_iou: float = 0.2, class_penalty: float = 0.1, min_share: float = 0.0) -> list[tuple[int, int]]:
     """One-to-one (mask, instance column) pairs maximising IoU, each pair with IoU >= ``min_iou``.
 
     IoU is counted on the frame's points (see :func:`overlap_counts`). A pair of different classes
     (``same_class`` False) costs ``class_penalty`` of IoU: a detector's occasional wrong class must not
-    split an object, but between two candidates of similar overlap the class decides.
+    split an object, but between two candidates of similar overlap the class decides. Either the mask
+    or the instance must lie mostly in the other (``min_share`` of its points): a mask that spreads far
+    over other surfaces (a spurious blob over a small object) must not vote for that object.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -47,6 +49,8 @@ def match_masks(overlap: np.ndarray, mask_sizes: np.ndarray, visible: np.ndarray
     union = mask_sizes[:, None] + visible[None, :] - overlap
     with np.errstate(invalid='ignore', divide='ignore'):
         iou = np.where(union > 0, overlap / union, 0.0)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        share = np.maximum(overlap / np.maximum(mask_sizes[:, None], 1), overlap / np.maximum(visible[None, :], 1))
     score = iou - np.where(same_class, 0.0, class_penalty)
     rows, cols = linear_sum_assignment(-score)
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou and share[r, c] >= min_share]

@@ -62,12 +62,14 @@ class SceneFusion:
     """The map of a sequence of posed RGB-D frames with per-frame instance masks (instance mode)."""
 
     def __init__(self, voxel_size: float = 0.01, min_iou: float = 0.2, min_points: int = 30,
-                 confirm_frames: int = 2, max_voxels: int | None = None,
-                 lift_config: LiftConfig | None = None) -> None:
+                 confirm_frames: int = 2, max_voxels: int | None = None, negative_weight: float = 0.3,
+                 min_mask_share: float = 0.5, lift_config: LiftConfig | None = None) -> None:
         self.map = VoxelMap(voxel_size, max_voxels=max_voxels)
         self.min_iou = float(min_iou)
         self.min_points = int(min_points)
         self.confirm_frames = int(confirm_frames)
+        self.negative_weight = float(negative_weight)
+        self.min_mask_share = float(min_mask_share)
         self.lift_config = lift_config or LiftConfig(mode='visible')
         self.instances: dict[int, MapInstance] = {}
         self.frames = 0
@@ -96,7 +98,7 @@ class SceneFusion:
         overlap, sizes, visible = overlap_counts(mask_of_point, instance_of_point, len(values), ids)
         same = np.array([[meta[v].get('class_id') == self.instances[i].class_id for i in ids] for v in values],
                         bool).reshape(len(values), len(ids))
-        pairs = match_masks(overlap, sizes, visible, same, self.min_iou)
+        pairs = match_masks(overlap, sizes, visible, same, self.min_iou, min_share=self.min_mask_share)
         assigned = {values[m]: int(ids[c]) for m, c in pairs}
         created = []
         for k, v in enumerate(values):
@@ -124,6 +126,9 @@ class SceneFusion:
             point_label[sel] = inst.id
             point_weight[sel] = conf
         colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
+        # negative evidence first: voxels this frame sees without a label lose some of their votes
+        if self.negative_weight > 0:
+            self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
         self.map.integrate(world, colors, point_label, point_weight)
         return FrameReport(frame=frame, assigned=assigned, created=created,
                            points=int(np.isfinite(world).all(axis=1).sum()))

@@ -49,7 +49,7 @@ class VoxelMap:
         self._size = 0
         self._alloc(max(min(int(capacity), max_voxels or capacity), 16))
         self._table = np.full(self._table_size_for(len(self._keys)), _EMPTY, np.int32)
-        for k in (_point_keys, _rows_of, _accumulate, _rehash, _merge_duplicate_votes):
+        for k in (_point_keys, _rows_of, _accumulate, _weaken, _rehash, _merge_duplicate_votes):
             k.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ storage
@@ -175,6 +175,16 @@ class VoxelMap:
         with np.errstate(invalid='ignore', divide='ignore'):
             share = np.where(total > 0, top / total, 0.0).astype(np.float32)
         return np.where(top > 0, lab[rows, best], 0).astype(np.int32), top, share
+
+    def weaken(self, rows: np.ndarray, amount: float | np.ndarray) -> None:
+        """Take ``amount`` of weight from every vote of the voxels ``rows`` (-1: skipped), down to 0.
+
+        Negative evidence: a voxel seen without a label (background, or a missed detection) makes the
+        labels it holds less certain; a vote worn down to nothing frees its slot.
+        """
+        rows = np.asarray(rows, np.int64)
+        _weaken(rows, np.broadcast_to(np.asarray(amount, np.float32), rows.shape).copy(), self._vote_label,
+                self._vote_weight)
 
     def relabel(self, mapping: dict[int, int]) -> None:
         """Rename labels (e.g. instances merged into one): votes for the same new label are added up."""
@@ -346,3 +356,27 @@ def _merge_duplicate_votes(labels, weights):  # pragma: no cover - compiled
                     weights[r, a] += weights[r, b]
                     weights[r, b] = 0
                     labels[r, b] = 0
+
+
+def _sig_weaken():
+    from numba import types
+
+    return types.void(array('int64', 1), array('float32', 1), array('int32', 2, True), array('float32', 2, True))
+
+
+@kernel(_sig_weaken)
+def _weaken(rows, amount, labels, weights):  # pragma: no cover - compiled
+    """Subtract ``amount[i]`` from every vote of row ``rows[i]``; a vote at or below 0 is emptied."""
+    k = labels.shape[1]
+    for i in range(rows.size):
+        r = rows[i]
+        if r < 0:
+            continue
+        for j in range(k):
+            if weights[r, j] > 0:
+                w = weights[r, j] - amount[i]
+                if w <= 0:
+                    weights[r, j] = 0
+                    labels[r, j] = 0
+                else:
+                    weights[r, j] = w

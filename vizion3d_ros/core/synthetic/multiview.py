@@ -80,6 +80,10 @@ class MaskErrors:
     min_pixels: int = 30  # objects showing fewer pixels are not detected
 
 
+#: Every visible object detected with its exact mask and class.
+EXACT_MASKS = MaskErrors()
+
+
 def furnished_room(rng: np.random.Generator, num_objects: int = 6, half_x: float = 2.5,
                    half_z: float = 2.5, max_tries: int = 500) -> MultiViewScene:
     """A room (floor and four walls) with ``num_objects`` objects of :data:`FURNITURE` classes on the floor.
@@ -168,7 +172,7 @@ def render_view(room: MultiViewScene, pose: np.ndarray, cam: PinholeIntrinsics =
 
 
 def frame_masks(room: MultiViewScene, view: View, rng: np.random.Generator,
-                errors: MaskErrors = MaskErrors()) -> FrameMasks:
+                errors: MaskErrors = EXACT_MASKS) -> FrameMasks:
     """The frame's detections made from its exact ids, spoiled as ``errors`` says, numbered at random."""
     import cv2
 
