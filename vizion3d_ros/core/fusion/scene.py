@@ -18,6 +18,7 @@ from ..camera.pinhole import PinholeIntrinsics
 from ..io.rgbd import depth_to_points_optical
 from ..lifting.lift import LiftConfig, lift_masks
 from .association import match_masks, overlap_counts
+from .propagation import PropagationResult, propagate
 from .voxel_map import VoxelMap
 
 
@@ -59,11 +60,21 @@ class FrameReport:
 
 
 class SceneFusion:
-    """The map of a sequence of posed RGB-D frames with per-frame instance masks (instance mode)."""
+    """The map of a sequence of posed RGB-D frames with their masks.
 
-    def __init__(self, voxel_size: float = 0.01, min_iou: float = 0.2, min_points: int = 30,
+    ``mode`` ``instance``: per-frame instance masks (values unrelated between frames) are associated
+    with the map's instances. ``semantic``: the masks are class images, consistent across frames (value =
+    class, 0 = unlabelled, e.g. a few painted photos); each point votes for its pixel's class and 0 says
+    nothing (no negative evidence: an unpainted pixel is unknown, not background).
+    """
+
+    def __init__(self, voxel_size: float = 0.01, mode: str = 'instance', min_iou: float = 0.2, min_points: int = 30,
                  confirm_frames: int = 2, max_voxels: int | None = None, negative_weight: float = 0.3,
                  min_mask_share: float = 0.5, lift_config: LiftConfig | None = None) -> None:
+        if mode not in ('instance', 'semantic'):
+            raise ValueError(f"mode must be 'instance' or 'semantic', got {mode!r}")
+        self.mode = mode
+        self.camera_positions: list[np.ndarray] = []
         self.map = VoxelMap(voxel_size, max_voxels=max_voxels)
         self.min_iou = float(min_iou)
         self.min_points = int(min_points)
@@ -88,6 +99,11 @@ class SceneFusion:
         optical = depth_to_points_optical(np.asarray(depth, np.float32), camera)
         pose = np.asarray(pose, np.float64)
         world = optical.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
+        self.camera_positions.append(pose[:3, 3].copy())
+        colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
+        if self.mode == 'semantic':
+            self.map.integrate(world, colors, np.asarray(labels, np.int32).reshape(-1), 1.0)
+            return FrameReport(frame=frame, assigned={}, created=[], points=int(np.isfinite(world).all(axis=1).sum()))
         values = [v for v in sorted(meta) if v != 0]
         mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
         # the instance each point's voxel holds now (before this frame votes)
@@ -125,7 +141,6 @@ class SceneFusion:
             sel = mask_of_point == k
             point_label[sel] = inst.id
             point_weight[sel] = conf
-        colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
         # negative evidence first: voxels this frame sees without a label lose some of their votes
         if self.negative_weight > 0:
             self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
@@ -156,3 +171,21 @@ class SceneFusion:
         ok = np.zeros(self._next_id, bool)
         ok[[i.id for i in self.confirmed()]] = True
         return np.where(ok[best], best, 0)
+
+    def propagate(self, max_distance: float = 0.05, min_neighbors: int = 3, max_camera_distance: float | None = None,
+                  iterations: int = 1) -> PropagationResult:
+        """Labels for the map's unlabelled voxels from their labelled neighbours (:func:`.propagation.propagate`).
+
+        The voxels' strongest votes are the labels (in instance mode, confirmed instances only);
+        ``max_camera_distance`` (metres) lets only voxels that near some camera vote: far labels are the
+        noisiest. The map itself is not changed; the result holds a label per voxel row.
+        """
+        labels = self.voxel_instances() if self.mode == 'instance' else self.map.best_labels()[0]
+        trusted = None
+        if max_camera_distance is not None and self.camera_positions:
+            from scipy.spatial import cKDTree
+
+            d, _ = cKDTree(np.array(self.camera_positions)).query(self.map.positions.astype(np.float64))
+            trusted = d <= max_camera_distance
+        return propagate(self.map.positions, labels, max_distance, min_neighbors, iterations=iterations,
+                         trusted=trusted)
