@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..camera.pinhole import PinholeIntrinsics
 from .rgbd import RGBDFrame, read_camera_json, read_rgbd
 
 COLOR_SUFFIXES = ('.png', '.jpg', '.jpeg')
@@ -53,8 +54,31 @@ class PosedRGBD:
     stem: str
 
 
-class PosedRGBDFolder:
-    """The frames of a posed RGB-D folder, in order; ``len()``, indexing and iteration decode lazily."""
+class PosedSequence:
+    """Frames with poses, decoded lazily: ``len()``, indexing and iteration (subclasses fill ``frames``)."""
+
+    camera: PinholeIntrinsics
+    depth_scale: float
+    frames: list[PosedFrame]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> PosedRGBD:
+        """Frame ``i`` decoded; :class:`FrameError` if its images cannot be read."""
+        f = self.frames[i]
+        try:
+            rgbd = read_rgbd(f.color_path, f.depth_path, self.camera, self.depth_scale, f.stem)
+        except (OSError, ValueError) as exc:  # FileNotFoundError is an OSError
+            raise FrameError(f'frame {f.stem}: {exc}') from exc
+        return PosedRGBD(frame=rgbd, pose=f.pose, index=f.index, stem=f.stem)
+
+    def __iter__(self) -> Iterator[PosedRGBD]:
+        return (self[i] for i in range(len(self)))
+
+
+class PosedRGBDFolder(PosedSequence):
+    """The frames of a posed RGB-D folder (Redwood / Open3D layout), in order."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -78,21 +102,6 @@ class PosedRGBDFolder:
             raise PosedFolderError(f'{self.folder / "trajectory.log"}: {len(poses)} poses for {len(stems)} frames')
         self.frames = [PosedFrame(i, stem, colors[stem], depths[stem], pose)
                        for i, (stem, pose) in enumerate(zip(stems, poses))]
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, i: int) -> PosedRGBD:
-        """Frame ``i`` decoded; :class:`FrameError` if its images cannot be read."""
-        f = self.frames[i]
-        try:
-            rgbd = read_rgbd(f.color_path, f.depth_path, self.camera, self.depth_scale, f.stem)
-        except (OSError, ValueError) as exc:  # FileNotFoundError is an OSError
-            raise FrameError(f'frame {f.stem}: {exc}') from exc
-        return PosedRGBD(frame=rgbd, pose=f.pose, index=f.index, stem=f.stem)
-
-    def __iter__(self) -> Iterator[PosedRGBD]:
-        return (self[i] for i in range(len(self)))
 
 
 def read_trajectory_log(path: str | Path) -> list[np.ndarray]:
