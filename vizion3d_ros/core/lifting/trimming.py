@@ -155,7 +155,7 @@ class SpillTrim:
         self._cfg = cfg
         window = self._surface = np.ascontiguousarray(surface[y0:y1, x0:x1])
         self._noise = noise = filters.noise
-        valid = self._valid = np.isfinite(window)
+        valid = self._valid = filters.valid[y0:y1, x0:x1]
         # normals from noisy depth need a longer baseline: as long as it takes for the noise over it to
         # stay small against the pixel spacing (Kinect-like noise at 3 m needs ~4 px)
         z_far = float(np.max(window, where=valid, initial=0.0))
@@ -178,11 +178,12 @@ class SpillTrim:
 class SurfaceFilters:
     """What the trimming needs of the whole visible surface, known before any mask (see :func:`surface_filters`).
 
-    ``noise`` is the sensor's depth noise (sigma / depth**2); ``maps`` resolves to the depth-jump map and
-    the edge-preserving smoothing of the surface, both (H, W).
+    ``noise`` is the sensor's depth noise (sigma / depth**2), ``valid`` (H, W) where the surface has depth;
+    ``maps`` resolves to the depth-jump map and the edge-preserving smoothing of the surface, both (H, W).
     """
 
     noise: float
+    valid: np.ndarray
     maps: Future
 
 
@@ -199,7 +200,7 @@ def surface_filters(surface: np.ndarray, depth_tolerance: float, depth_tolerance
     else:  # the jump map alone is too short to pay for the hand-over to the thread
         maps = Future()
         maps.set_result(_filters(surface, valid, noise, depth_tolerance, depth_tolerance_abs))
-    return SurfaceFilters(noise, maps)
+    return SurfaceFilters(noise, valid, maps)
 
 
 def _crease_step(surface: np.ndarray, crop: tuple[int, int, int, int], noise: float, fx: float) -> int:
