@@ -102,18 +102,18 @@ class SceneFusion:
         self.camera_positions.append(pose[:3, 3].copy())
         colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
         if self.mode == 'semantic':
-            self.map.integrate(world, colors, np.asarray(labels, np.int32).reshape(-1), 1.0)
-            return FrameReport(frame=frame, assigned={}, created=[], points=int(np.isfinite(world).all(axis=1).sum()))
+            done = self.map.integrate(world, colors, np.asarray(labels, np.int32).reshape(-1), 1.0)
+            return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid)
         values = [v for v in sorted(meta) if v != 0]
         mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
         # the instance each point's voxel holds now (before this frame votes)
         rows = self.map.lookup(world)
-        best, _, _ = self.map.best_labels()
-        instance_of_point = np.where(rows >= 0, best[np.maximum(rows, 0)], 0) if len(best) else np.zeros(len(rows), int)
+        instance_of_point = self.map.best_labels(rows)[0]
         ids = np.array(sorted(self.instances), np.int64)
         overlap, sizes, visible = overlap_counts(mask_of_point, instance_of_point, len(values), ids)
-        same = np.array([[meta[v].get('class_id') == self.instances[i].class_id for i in ids] for v in values],
-                        bool).reshape(len(values), len(ids))
+        mask_classes = np.array([meta[v].get('class_id', -1) for v in values], np.int64)
+        instance_classes = np.array([self.instances[i].class_id for i in ids], np.int64)
+        same = mask_classes[:, None] == instance_classes[None, :]
         pairs = match_masks(overlap, sizes, visible, same, self.min_iou, min_share=self.min_mask_share)
         assigned = {values[m]: int(ids[c]) for m, c in pairs}
         created = []
@@ -144,9 +144,8 @@ class SceneFusion:
         # negative evidence first: voxels this frame sees without a label lose some of their votes
         if self.negative_weight > 0:
             self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
-        self.map.integrate(world, colors, point_label, point_weight)
-        return FrameReport(frame=frame, assigned=assigned, created=created,
-                           points=int(np.isfinite(world).all(axis=1).sum()))
+        done = self.map.integrate(world, colors, point_label, point_weight)
+        return FrameReport(frame=frame, assigned=assigned, created=created, points=len(world) - done.dropped_invalid)
 
     def _lift(self, optical: np.ndarray, camera: PinholeIntrinsics, labels: np.ndarray, values: list[int],
               meta: dict[int, dict]) -> np.ndarray:

@@ -160,21 +160,27 @@ class VoxelMap:
         """``(labels, weights)``, each ``(M, top_k)``: a voxel's candidate labels (0 = empty slot) and weights."""
         return self._vote_label[:self._size], self._vote_weight[:self._size]
 
-    def best_labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def best_labels(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(label, weight, share)`` per voxel: its strongest label (0: none), weight and share of the votes.
 
-        Ties go to the first slot, i.e. the label voted for first.
+        Of every voxel, or of the voxels ``rows`` (-1: none, all zeros) only. Ties go to the first slot,
+        i.e. the label voted for first.
         """
         lab, w = self.votes
-        if self._size == 0:
-            return np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.float32)
-        best = np.argmax(w, axis=1)
-        rows = np.arange(self._size)
-        top = w[rows, best]
+        rows = np.arange(self._size) if rows is None else np.asarray(rows, np.int64)
+        known = rows >= 0
+        lab, w = lab[rows[known]], w[rows[known]]
+        best = np.argmax(w, axis=1) if len(w) else np.zeros(0, np.int64)
+        at = np.arange(len(w))
+        top = w[at, best]
         total = w.sum(axis=1)
         with np.errstate(invalid='ignore', divide='ignore'):
-            share = np.where(total > 0, top / total, 0.0).astype(np.float32)
-        return np.where(top > 0, lab[rows, best], 0).astype(np.int32), top, share
+            share = np.where(total > 0, top / total, 0.0)
+        out = np.zeros(len(rows), np.int32), np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)
+        out[0][known] = np.where(top > 0, lab[at, best], 0)
+        out[1][known] = top
+        out[2][known] = share
+        return out
 
     def weaken(self, rows: np.ndarray, amount: float | np.ndarray) -> None:
         """Take ``amount`` of weight from every vote of the voxels ``rows`` (-1: skipped), down to 0.

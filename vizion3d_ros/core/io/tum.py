@@ -70,15 +70,12 @@ class TumSequence(PosedSequence):
         if not np.isfinite(values).all():
             raise PosedFolderError(f'{self.folder / "groundtruth.txt"}: values that are not finite')
         slerp = Slerp(gt_t, Rotation.from_quat(values[:, 3:])) if len(gt_t) > 1 else None
-        d_order = np.argsort(depth_t)
-        depth_sorted = depth_t[d_order]
         self.frames: list[PosedFrame] = []
         self.skipped: list[tuple[str, str]] = []
         for t, (name,) in sorted(zip(rgb_t, rgb)):
             stem = Path(name).stem
-            k = np.clip(np.searchsorted(depth_sorted, t), 1, len(depth_sorted) - 1) if len(depth_sorted) > 1 else 0
-            near = min((k - 1, k) if len(depth_sorted) > 1 else (0,), key=lambda j: abs(depth_sorted[j] - t))
-            if abs(depth_sorted[near] - t) > max_dt:
+            near = int(np.argmin(np.abs(depth_t - t)))
+            if abs(depth_t[near] - t) > max_dt:
                 self.skipped.append((stem, f'no depth image within {max_dt * 1e3:g} ms'))
                 continue
             g = int(np.clip(np.searchsorted(gt_t, t), 1, len(gt_t) - 1))
@@ -90,7 +87,7 @@ class TumSequence(PosedSequence):
             pose[:3, :3] = slerp([t]).as_matrix()[0]
             pose[:3, 3] = (1 - a) * values[g - 1, :3] + a * values[g, :3]
             self.frames.append(PosedFrame(len(self.frames), stem, self.folder / name,
-                                          self.folder / depth[d_order[near]][0], pose))
+                                          self.folder / depth[near][0], pose))
         if not self.frames:
             raise PosedFolderError(f'{self.folder}: no colour image has both a depth image and a pose '
                                    f'({len(self.skipped)} skipped: {self.skipped[0][1]})')
