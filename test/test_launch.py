@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -126,15 +125,16 @@ def _params_file(tmp_path: Path, **changes) -> Path:
     return path
 
 
-def _stop_cleanly(run: Launch, send, launch_exits_cleanly: bool = True) -> None:
+def _stop_cleanly(run: Launch, send, launch_codes: tuple[int, ...] | None = (0,)) -> None:
+    """Stop by ``send``; the node must exit 0 without a traceback, ``ros2 launch`` with one of ``launch_codes``."""
     node = run.node_pid()
     send()
     run.finish()
     log = run.log()
     assert 'Traceback' not in log and 'KeyboardInterrupt' not in log, log[-5000:]
     assert run.exit_code(node) == 0, log[-5000:]
-    if launch_exits_cleanly:
-        assert run.exit_code(run.pid) == 0, log[-5000:]
+    if launch_codes is not None:
+        assert run.exit_code(run.pid) in launch_codes, log[-5000:]
 
 
 def test_launch_brings_the_node_up_with_its_params_file_and_remaps(launch, client, tmp_path, tum_msgs, model_pt):
@@ -162,11 +162,23 @@ def test_launch_brings_the_node_up_with_its_params_file_and_remaps(launch, clien
     _stop_cleanly(run, lambda: os.killpg(run.pid, signal.SIGINT))  # ctrl-c in the terminal
 
 
+def _sigint_twice(run: Launch) -> None:
+    """Ctrl-c, and ctrl-c again as soon as ``ros2 launch`` says it is shutting down."""
+    os.killpg(run.pid, signal.SIGINT)
+    run.wait_for_log(r'user interrupted with ctrl-c', timeout=10)
+    os.killpg(run.pid, signal.SIGINT)
+
+
+# how each stop is sent, and the exit codes ros2 launch itself may end with (None: not checked)
 STOPS = {
-    'SIGINT to ros2 launch alone': lambda pid: os.kill(pid, signal.SIGINT),
-    'a second SIGINT during shutdown': lambda pid: (os.killpg(pid, signal.SIGINT), time.sleep(0.3),
-                                                    os.killpg(pid, signal.SIGINT)),
-    'SIGTERM to the group': lambda pid: os.killpg(pid, signal.SIGTERM),
+    'SIGINT to ros2 launch alone': (lambda run: os.kill(run.pid, signal.SIGINT), (0,)),
+    # the node may have finished before the second SIGINT lands; ros2 launch has then removed its handlers and
+    # Python ends by the signal (-2), upstream behaviour. The node's own clean exit is what is checked
+    'a second SIGINT during shutdown': (_sigint_twice, (0, -signal.SIGINT)),
+    # ros2 launch takes SIGTERM as 'terminate now': it exits (-15) without stopping its processes and warns
+    # they may be orphaned (upstream behaviour). The node gets the same SIGTERM from the group signal and
+    # must end cleanly on its own; the supervisor reaps it
+    'SIGTERM to the group': (lambda run: os.killpg(run.pid, signal.SIGTERM), None),
 }
 
 
@@ -175,10 +187,8 @@ def test_a_signal_ends_the_launched_node_with_exit_code_0_and_no_traceback(launc
     run = launch()
     run.wait_for_log(r'model \S+ loaded on cpu', timeout=120)
     Lifecycle(client).wait_for_state('active')
-    # ros2 launch takes SIGTERM as 'terminate now': it exits (-15) without stopping its processes and warns
-    # they may be orphaned (upstream behaviour). The node gets the same SIGTERM from the group signal and
-    # must end cleanly on its own; the supervisor reaps it
-    _stop_cleanly(run, lambda: STOPS[how](run.pid), launch_exits_cleanly='SIGTERM' not in how)
+    send, launch_codes = STOPS[how]
+    _stop_cleanly(run, lambda: send(run), launch_codes)
 
 
 def test_a_missing_model_leaves_the_launched_node_up_and_saying_why(launch, client, tmp_path):
