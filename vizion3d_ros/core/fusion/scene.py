@@ -18,6 +18,7 @@ from ..camera.pinhole import PinholeIntrinsics
 from ..io.rgbd import depth_to_points_optical
 from ..lifting.lift import LiftConfig, lift_masks
 from .association import match_masks, overlap_counts
+from .consolidation import merge_groups
 from .propagation import PropagationResult, propagate
 from .voxel_map import VoxelMap
 
@@ -33,6 +34,20 @@ class MapInstance:
     first_frame: int = -1
     last_frame: int = -1
     confidence_sum: float = 0.0
+    merged: list[int] = field(default_factory=list)  # ids of the instances merged into this one
+
+    def absorb(self, other: MapInstance) -> None:
+        """Take over ``other``'s detections (it was the same object)."""
+        for cls, w in other.class_votes.items():
+            self.class_votes[cls] = self.class_votes.get(cls, 0.0) + w
+        for cls, name in other.labels.items():
+            self.labels.setdefault(cls, name)
+        self.frames += other.frames
+        self.confidence_sum += other.confidence_sum
+        firsts = [f for f in (self.first_frame, other.first_frame) if f >= 0]
+        self.first_frame = min(firsts) if firsts else -1
+        self.last_frame = max(self.last_frame, other.last_frame)
+        self.merged += [other.id, *other.merged]
 
     @property
     def class_id(self) -> int:
@@ -57,6 +72,7 @@ class FrameReport:
     assigned: dict[int, int]  # frame mask value -> map instance id (matched or new)
     created: list[int]  # ids of the instances this frame opened
     points: int
+    dropped_full: int = 0  # points in new voxels the full map (max_voxels) could not take
 
 
 class SceneFusion:
@@ -74,7 +90,8 @@ class SceneFusion:
         if mode not in ('instance', 'semantic'):
             raise ValueError(f"mode must be 'instance' or 'semantic', got {mode!r}")
         self.mode = mode
-        self.camera_positions: list[np.ndarray] = []
+        self.camera_poses: list[np.ndarray] = []  # per frame, camera (optical) -> world
+        self.cameras: list[PinholeIntrinsics] = []
         self.map = VoxelMap(voxel_size, max_voxels=max_voxels)
         self.min_iou = float(min_iou)
         self.min_points = int(min_points)
@@ -99,11 +116,13 @@ class SceneFusion:
         optical = depth_to_points_optical(np.asarray(depth, np.float32), camera)
         pose = np.asarray(pose, np.float64)
         world = optical.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
-        self.camera_positions.append(pose[:3, 3].copy())
+        self.camera_poses.append(pose.copy())
+        self.cameras.append(camera)
         colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
         if self.mode == 'semantic':
             done = self.map.integrate(world, colors, np.asarray(labels, np.int32).reshape(-1), 1.0)
-            return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid)
+            return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid,
+                               dropped_full=done.dropped_full)
         values = [v for v in sorted(meta) if v != 0]
         mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
         # the instance each point's voxel holds now (before this frame votes)
@@ -145,7 +164,8 @@ class SceneFusion:
         if self.negative_weight > 0:
             self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
         done = self.map.integrate(world, colors, point_label, point_weight)
-        return FrameReport(frame=frame, assigned=assigned, created=created, points=len(world) - done.dropped_invalid)
+        return FrameReport(frame=frame, assigned=assigned, created=created, points=len(world) - done.dropped_invalid,
+                           dropped_full=done.dropped_full)
 
     def _lift(self, optical: np.ndarray, camera: PinholeIntrinsics, labels: np.ndarray, values: list[int],
               meta: dict[int, dict]) -> np.ndarray:
@@ -159,6 +179,65 @@ class SceneFusion:
         for k, idx in enumerate(groups):
             out[idx] = k
         return out
+
+    def consolidate(self, min_overlap: float = 0.3) -> dict[int, int]:
+        """Merge instances that are one object (:func:`.consolidation.merge_groups`); returns old id -> kept id.
+
+        Of a group, the instance matched in most frames keeps its id (the oldest on a tie) and absorbs the
+        others' detections; the map's votes for the others become votes for it.
+        """
+        if self.mode != 'instance':
+            return {}
+        classes = {i: inst.class_id for i, inst in self.instances.items()}
+        mapping: dict[int, int] = {}
+        for group in merge_groups(*self.map.votes, classes, min_overlap):
+            keep = max(group, key=lambda i: (self.instances[i].frames, -i))
+            for i in group:
+                if i != keep:
+                    self.instances[keep].absorb(self.instances.pop(i))
+                    mapping[i] = keep
+        self.map.relabel(mapping)
+        return mapping
+
+    def label_points(self, points: np.ndarray, max_distance: float | None = None,
+                     labels: np.ndarray | None = None) -> np.ndarray:
+        """The map's label (confirmed instance, or class in semantic mode; 0 = none) of world ``points``.
+
+        For an external cloud in the map's frame (a LiDAR scan, a mesh's vertices): each point takes the
+        label of the nearest map voxel within ``max_distance`` (default: one and a half voxels). ``labels``
+        (one per map voxel, e.g. a :meth:`propagate` result) replaces the map's own.
+        """
+        from scipy.spatial import cKDTree
+
+        pts = np.asarray(points, np.float64).reshape(-1, 3)
+        if labels is None:
+            labels = self.voxel_instances() if self.mode == 'instance' else self.map.best_labels()[0]
+        labels = np.asarray(labels)
+        out = np.zeros(len(pts), np.int32)
+        keep = labels > 0
+        if not keep.any() or not len(pts):
+            return out
+        radius = 1.5 * self.map.voxel_size if max_distance is None else float(max_distance)
+        finite = np.isfinite(pts).all(axis=1)
+        tree = cKDTree(self.map.positions[keep].astype(np.float64))
+        d, i = tree.query(pts[finite], distance_upper_bound=radius)
+        hit = np.isfinite(d)
+        got = np.zeros(int(finite.sum()), np.int32)
+        got[hit] = labels[keep][i[hit]]
+        out[finite] = got
+        return out
+
+    @property
+    def camera_positions(self) -> np.ndarray:
+        """``(F, 3)`` camera centres of the frames fused so far."""
+        return np.array([p[:3, 3] for p in self.camera_poses]).reshape(-1, 3)
+
+    def export(self, out, propagation: PropagationResult | None = None, class_names: dict[int, str] | None = None
+               ) -> dict:
+        """Write map.ply, objects/, map.glb and top_view.png into ``out`` (:func:`.export.export_scene`)."""
+        from .export import export_scene
+
+        return export_scene(self, out, propagation, class_names)
 
     def confirmed(self) -> list[MapInstance]:
         """Instances seen in at least ``confirm_frames`` frames, by id."""
@@ -181,10 +260,10 @@ class SceneFusion:
         """
         labels = self.voxel_instances() if self.mode == 'instance' else self.map.best_labels()[0]
         trusted = None
-        if max_camera_distance is not None and self.camera_positions:
+        if max_camera_distance is not None and self.camera_poses:
             from scipy.spatial import cKDTree
 
-            d, _ = cKDTree(np.array(self.camera_positions)).query(self.map.positions.astype(np.float64))
+            d, _ = cKDTree(self.camera_positions).query(self.map.positions.astype(np.float64))
             trusted = d <= max_camera_distance
         return propagate(self.map.positions, labels, max_distance, min_neighbors, iterations=iterations,
                          trusted=trusted)
