@@ -11,18 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..core.segmentation.models import DEFAULT_MODEL_URL, ModelUnavailableError, print_progress
+from ..core.segmentation.models import DEFAULT_MODEL_URL, print_progress
+from .cli import UsageError, add_model_arguments, log, run_command
 
 PROG = 'vizion3d-annotate'
-
-
-class UsageError(Exception):
-    """A problem with the user's inputs: reported on one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,35 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--mode', choices=('visible', 'exclusive', 'naive'), default=None,
                    help='how masks become points (default visible: occlusion-aware)')
     p.add_argument('--naive', action='store_true', help='same as --mode naive (every point projecting into a mask)')
-    p.add_argument('--model', default=None, help=f'checkpoint path or URL (default: {DEFAULT_MODEL_URL}, cached)')
-    p.add_argument('--conf', type=float, default=0.25, help='minimum detection confidence (default 0.25)')
-    p.add_argument('--iou', type=float, default=0.45, help='NMS IoU threshold (default 0.45)')
-    p.add_argument('--imgsz', type=int, default=640, help='model inference size (default 640)')
-    p.add_argument('--classes', default=None, help="keep only these classes, e.g. 'chair,person' or '56'")
-    p.add_argument('--device', default='auto', help='auto, cpu, cuda:0, ... (default auto)')
+    add_model_arguments(p)
     p.add_argument('--out', required=True, help='output folder')
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit code (2 for bad inputs)."""
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except UsageError as exc:
-        return _fail(str(exc))
-    except (FileNotFoundError, ValueError, OSError, ImportError, ModelUnavailableError) as exc:
-        # bad inputs: size mismatches, mask formats and IntrinsicsError are ValueErrors
-        return _fail(str(exc))
-
-
-def _fail(message: str) -> int:
-    print(f'{PROG}: error: {" ".join(message.split())}', file=sys.stderr)
-    return 2
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """Console entry point; returns the exit code (2 for unusable inputs)."""
+    return run_command(PROG, build_parser(), run, argv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
         model_backend=EXTERNAL if args.masks else (args.model or DEFAULT_MODEL_URL), masks=args.masks,
         cloud_frame='optical' if args.optical else 'opengl', advanced_config=config, output_format='numpy',
         return_object_clouds=False, return_annotated_cloud=False)
-    task = ObjectMaskAnnotation3D(log=_log, download_progress=print_progress(args.model or DEFAULT_MODEL_URL))
+    task = ObjectMaskAnnotation3D(log=log, download_progress=print_progress(args.model or DEFAULT_MODEL_URL))
     result = task.run(command)
     for warning in result.warnings:
-        _log(f'warning: {warning}')
+        log(f'warning: {warning}')
     out = Path(args.out)
-    _log(f'writing {out}/')
+    log(f'writing {out}/')
     summary = write_outputs(out, points, colors, result, args)
     print_table(summary)
     return 0
@@ -118,7 +93,7 @@ def read_cloud(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f'--cloud file {path!r} does not exist')
-    _log(f'loading cloud {p.name}')
+    log(f'loading cloud {p.name}')
     try:
         import open3d as o3d
     except ImportError as exc:
@@ -131,7 +106,7 @@ def read_cloud(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     colors = None
     if pcd.has_colors():
         colors = np.clip(np.round(np.asarray(pcd.colors) * 255.0), 0, 255).astype(np.uint8)
-    _log(f'{len(points)} points' + (' with colours' if colors is not None else ' (no colours)'))
+    log(f'{len(points)} points' + (' with colours' if colors is not None else ' (no colours)'))
     return points, colors
 
 

@@ -11,6 +11,7 @@ raises :class:`FrameError` for that frame only, so that a caller can skip it and
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,3 +169,32 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
 def _few(items: list, n: int = 5) -> str:
     shown = ', '.join(str(i) for i in items[:n])
     return shown + (f' and {len(items) - n} more' if len(items) > n else '')
+
+
+def write_posed_folder(folder: str | Path, camera: PinholeIntrinsics, frames: list[tuple[np.ndarray, np.ndarray,
+                                                                                       np.ndarray]],
+                       depth_scale: float = 1000.0) -> list[str]:
+    """Write ``(color RGB uint8, depth metres, pose)`` frames as a posed RGB-D folder; returns the stems.
+
+    The layout :class:`PosedRGBDFolder` reads (PNG colour, uint16 depth with NaN as 0), for tools that
+    convert recordings and for tests.
+    """
+    import cv2
+
+    folder = Path(folder)
+    (folder / 'color').mkdir(parents=True, exist_ok=True)
+    (folder / 'depth').mkdir(exist_ok=True)
+    meta = {'fx': camera.fx, 'fy': camera.fy, 'cx': camera.cx, 'cy': camera.cy, 'width': camera.width,
+            'height': camera.height, 'depth_scale': depth_scale}
+    (folder / 'camera.json').write_text(json.dumps(meta, indent=1))
+    stems, log = [], []
+    for i, (color, depth, pose) in enumerate(frames):
+        stem = f'{i:05d}'
+        raw = np.nan_to_num(np.asarray(depth, np.float64) * depth_scale, nan=0.0, posinf=0.0, neginf=0.0)
+        cv2.imwrite(str(folder / 'color' / f'{stem}.png'), cv2.cvtColor(np.asarray(color, np.uint8), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(folder / 'depth' / f'{stem}.png'), np.clip(np.rint(raw), 0, 65535).astype(np.uint16))
+        log.append(f'{i} {i} {i + 1}')
+        log += [' '.join(f'{v:.17g}' for v in row) for row in np.asarray(pose, np.float64)]
+        stems.append(stem)
+    (folder / 'trajectory.log').write_text('\n'.join(log) + '\n')
+    return stems
