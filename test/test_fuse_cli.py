@@ -6,7 +6,9 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+from bag_messages import NS, image_msg, info_msg, tf_msg, write_bag
 from conftest import REDWOOD
+from rosbags.rosbag2 import StoragePlugin
 
 from vizion3d_ros.core.io.masks import write_instance_masks
 from vizion3d_ros.core.io.plyio import read_ply
@@ -46,7 +48,25 @@ def recording(tmp_path_factory):
             cv2.imwrite(str(folder / 'painted' / f'{stem}.png'), classes)
     names = {str(c + 1): n for c, n in zip(room.class_ids, room.labels)} | {'200': 'room'}
     (folder / 'painted' / 'classes.json').write_text(json.dumps(names))
+    _write_bag(folder, views, np.random.default_rng(4), room)
     return folder, room
+
+
+def _write_bag(folder, views, rng, room) -> None:
+    """The same views as a rosbag2 (MCAP) a camera driver would record, poses on /tf; masks named by stamp."""
+    t0, optical = 1_700_000_000 * NS, 'camera_color_optical_frame'
+    msgs = []
+    for i, v in enumerate(views):
+        t = t0 + i * NS // 5
+        mm = np.nan_to_num(np.round(v.depth * 1000.0)).astype(np.uint16)
+        msgs += [('/camera/color/image_raw', 'sensor_msgs/msg/Image', t, image_msg(t, optical, v.color, 'rgb8')),
+                 ('/camera/color/camera_info', 'sensor_msgs/msg/CameraInfo', t, info_msg(t, optical, v.camera)),
+                 ('/camera/depth/image_rect_raw', 'sensor_msgs/msg/Image', t + 1000,
+                  image_msg(t, optical, mm, '16UC1')),
+                 ('/tf', 'tf2_msgs/msg/TFMessage', t, tf_msg(t, [('map', optical, v.pose)]))]
+        fm = frame_masks(room, v, rng, MaskErrors(grow=1))
+        write_instance_masks(folder / 'bag_masks', f'{t // NS}.{t % NS:09d}', fm.labels, fm.meta)
+    write_bag(folder / 'bag', msgs, StoragePlugin.MCAP)
 
 
 def _copy(recording, tmp_path):
@@ -78,6 +98,18 @@ def test_masks_fuse_into_one_instance_per_object_with_consistent_files(recording
     assert t['integrate_ms_median'] > 0 and t['integrate_ms_p90'] >= t['integrate_ms_median']
     assert summary['peak_memory_mb'] > 0 and summary['coverage']['after_propagation'] is None
     assert f'{len(objects)} objects:' in run.stdout and all(o['label'] in run.stdout for o in objects)
+
+
+def test_a_bag_with_tf_poses_fuses_the_same_way(recording, tmp_path):
+    folder, room = recording
+    out = tmp_path / 'out'
+    run = fuse('--bag', folder / 'bag', '--masks', folder / 'bag_masks', '--out', out)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames']['used'] == VIEWS and summary['frames']['without_masks'] == 0
+    assert sorted(o['label'] for o in summary['instances']) == sorted(room.labels)
+    wrong = fuse('--bag', folder / 'bag', '--masks', folder / 'bag_masks', '--world-frame', 'odom', '--out', out)
+    assert wrong.returncode == 2 and 'odom' in wrong.stderr.splitlines()[-1]
 
 
 def test_bad_frames_and_mask_files_are_skipped_and_counted(recording, tmp_path):
