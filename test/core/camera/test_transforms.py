@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from vizion3d_ros.core.camera.frames import optical_to_gl
-from vizion3d_ros.core.camera.transforms import cloud_to_camera_gl, parse_extrinsic, pose_matrix, quaternion_matrix
+from vizion3d_ros.core.camera.transforms import (
+    cloud_to_camera_gl,
+    parse_extrinsic,
+    pose_matrix,
+    quaternion_matrix,
+    transform_points,
+)
 
 
 def test_quaternions_of_known_rotations():
@@ -81,3 +87,17 @@ def test_cloud_to_camera_gl_reads_a_message_layout_and_empty_clouds(rng):
     ref = (buf[:, :3].astype(np.float64) @ t[:3, :3].T + t[:3, 3]) * [1, -1, -1]
     np.testing.assert_allclose(moved, ref, rtol=0, atol=1e-5)  # float32 ulps at ~10 m
     assert cloud_to_camera_gl(np.zeros((0, 3), np.float32), t).shape == (0, 3)
+
+
+def test_transform_points_is_the_float64_product_and_keeps_nans(rng):
+    t = pose_matrix([0.5, -2.0, 3000.0], [0.1, 0.7, -0.2, 0.68])
+    pts = rng.uniform(-5, 5, (1000, 3)).astype(np.float32)
+    pts[::97] = np.nan
+    got = transform_points(pts, t)
+    ref = pts.astype(np.float64) @ t[:3, :3].T + t[:3, 3]
+    assert got.dtype == np.float64 and got.shape == (1000, 3)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+    assert np.isnan(got[::97]).all() and np.isfinite(np.delete(got, np.s_[::97], axis=0)).all()
+    assert transform_points(np.zeros((0, 3)), t).shape == (0, 3)
+    with pytest.raises(ValueError):
+        transform_points(np.zeros((4, 2)), t)

@@ -125,3 +125,36 @@ def test_weaken_wears_votes_down_and_frees_their_slots():
     assert labels[:, 0].tolist() == [3, 0] and weights[:, 0].tolist() == [0.5, 0.0]
     m.integrate(pts[1:], labels=np.array([5]))  # the freed slot takes a new label
     assert m.best_labels()[0].tolist() == [3, 5]
+
+
+def test_insert_then_accumulate_is_integrate_and_new_voxels_read_as_unlabelled():
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0, 0.3, (4000, 3))
+    frame = np.repeat(rng.uniform(0, 0.4, (1500, 3)), 3, axis=0)  # runs of points in one voxel, as pixels give
+    labels = rng.integers(0, 4, len(frame)).astype(np.int32)
+    base_labels = rng.integers(1, 3, len(base))
+    a, b = VoxelMap(0.02), VoxelMap(0.02)
+    for m in (a, b):
+        m.integrate(base, labels=base_labels)
+    a.integrate(frame, np.random.default_rng(1).integers(0, 255, (len(frame), 3)), labels, 0.5)
+    placed = b.insert(frame)
+    before = b.best_labels(placed.rows)[0]
+    known = b.lookup(frame)  # after insert: every point has its voxel now
+    np.testing.assert_array_equal(known, placed.rows)
+    fresh = placed.rows >= len(b) - placed.new_voxels
+    assert fresh.any() and (before[fresh] == 0).all() and (b.counts[placed.rows[fresh]] == 0).all()
+    b.accumulate(placed.rows, frame, np.random.default_rng(1).integers(0, 255, (len(frame), 3)), labels, 0.5)
+    for x, y in ((a.keys, b.keys), (a.positions, b.positions), (a.counts, b.counts), (a.votes[0], b.votes[0]),
+                 (a.votes[1], b.votes[1]), (a.colors, b.colors)):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError):
+        b.accumulate(placed.rows[:10], frame)
+    with pytest.raises(ValueError):
+        b.accumulate(placed.rows + len(b), frame)
+
+
+def test_a_full_map_counts_every_refused_point_even_in_runs():
+    m = VoxelMap(0.1, max_voxels=2)
+    pts = np.array([[0.05, 0, 0], [0.15, 0, 0], [0.95, 0, 0], [0.96, 0, 0], [0.97, 0, 0], [0.06, 0, 0]])
+    r = m.integrate(pts)
+    assert len(m) == 2 and r.dropped_full == 3 and r.rows.tolist() == [0, 1, -1, -1, -1, 0]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..camera.frames import optical_to_gl
 from ..camera.pinhole import PinholeIntrinsics
+from ..camera.transforms import transform_points
 from ..io.rgbd import depth_to_points_optical
 from ..lifting.lift import LiftConfig, lift_masks
 from .association import match_masks, overlap_counts
@@ -115,7 +116,7 @@ class SceneFusion:
         self.frames += 1
         optical = depth_to_points_optical(np.asarray(depth, np.float32), camera)
         pose = np.asarray(pose, np.float64)
-        world = optical.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
+        world = transform_points(optical, pose)
         self.camera_poses.append(pose.copy())
         self.cameras.append(camera)
         colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
@@ -125,8 +126,9 @@ class SceneFusion:
                                dropped_full=done.dropped_full)
         values = [v for v in sorted(meta) if v != 0]
         mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
-        # the instance each point's voxel holds now (before this frame votes)
-        rows = self.map.lookup(world)
+        # the instance each point's voxel holds now (before this frame votes; a new voxel holds none)
+        placed = self.map.insert(world)
+        rows = placed.rows
         instance_of_point = self.map.best_labels(rows)[0]
         ids = np.array(sorted(self.instances), np.int64)
         overlap, sizes, visible = overlap_counts(mask_of_point, instance_of_point, len(values), ids)
@@ -163,9 +165,9 @@ class SceneFusion:
         # negative evidence first: voxels this frame sees without a label lose some of their votes
         if self.negative_weight > 0:
             self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
-        done = self.map.integrate(world, colors, point_label, point_weight)
-        return FrameReport(frame=frame, assigned=assigned, created=created, points=len(world) - done.dropped_invalid,
-                           dropped_full=done.dropped_full)
+        self.map.accumulate(rows, world, colors, point_label, point_weight)
+        return FrameReport(frame=frame, assigned=assigned, created=created,
+                           points=len(world) - placed.dropped_invalid, dropped_full=placed.dropped_full)
 
     def _lift(self, optical: np.ndarray, camera: PinholeIntrinsics, labels: np.ndarray, values: list[int],
               meta: dict[int, dict]) -> np.ndarray:

@@ -49,7 +49,7 @@ class VoxelMap:
         self._size = 0
         self._alloc(max(min(int(capacity), max_voxels or capacity), 16))
         self._table = np.full(self._table_size_for(len(self._keys)), _EMPTY, np.int32)
-        for k in (_point_keys, _rows_of, _accumulate, _weaken, _rehash, _merge_duplicate_votes):
+        for k in (_point_keys, _rows_of, _accumulate, _weaken, _rehash, _merge_duplicate_votes, _best_of_rows):
             k.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ storage
@@ -101,26 +101,51 @@ class VoxelMap:
         ``weights`` (a number or ``(N,)``) is each labelled point's vote. Points that are not finite (or
         beyond +-10 km at 1 cm) are dropped, and counted.
         """
-        pts = np.asarray(points, np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 3:
-            raise ValueError(f'points must be (N, 3), got shape {pts.shape}')
+        placed = self.insert(points)
+        self.accumulate(placed.rows, points, colors, labels, weights)
+        return placed
+
+    def insert(self, points: np.ndarray) -> IntegrateResult:
+        """The row of each point's voxel, creating the missing voxels (empty: no count, no votes).
+
+        The first half of :meth:`integrate`, for a caller that reads the map at the frame's voxels before
+        the frame votes (new voxels read as unlabelled, as a lookup miss would) and then calls
+        :meth:`accumulate` with the same rows: one hash probe per point instead of two.
+        """
+        pts = self._points(points)
+        keys = np.empty(len(pts), np.int64)
+        invalid = _point_keys(pts, 1.0 / self.voxel_size, keys)
+        self._reserve(len(pts))
+        rows = np.full(len(pts), -1, np.int64)
+        limit = len(self._keys) if self.max_voxels is None else min(self.max_voxels, len(self._keys))
+        size, full = _rows_of(keys, self._table, self._keys, self._size, limit, rows)
+        new = size - self._size
+        self._size = size
+        return IntegrateResult(rows=rows, new_voxels=int(new), dropped_full=int(full), dropped_invalid=int(invalid))
+
+    def accumulate(self, rows: np.ndarray, points: np.ndarray, colors: np.ndarray | None = None,
+                   labels: np.ndarray | None = None, weights: np.ndarray | float = 1.0) -> None:
+        """Fold ``points`` into the voxels ``rows`` (from :meth:`insert`; -1: skipped): means, count, votes."""
+        pts = self._points(points)
         n = len(pts)
         col = np.zeros((n, 3), np.float32) if colors is None else np.asarray(colors, np.float32)
         lab = np.zeros(n, np.int32) if labels is None else np.asarray(labels, np.int32)
         wgt = np.broadcast_to(np.asarray(weights, np.float32), (n,))
-        if col.shape != (n, 3) or lab.shape != (n,):
-            raise ValueError(f'colors must be (N, 3) and labels (N,) for {n} points, got {col.shape} and {lab.shape}')
-        keys = np.empty(n, np.int64)
-        invalid = _point_keys(pts, 1.0 / self.voxel_size, keys)
-        self._reserve(n)
-        rows = np.full(n, -1, np.int64)
-        limit = len(self._keys) if self.max_voxels is None else min(self.max_voxels, len(self._keys))
-        size, full = _rows_of(keys, self._table, self._keys, self._size, limit, rows)
+        rows = np.asarray(rows, np.int64)
+        if col.shape != (n, 3) or lab.shape != (n,) or rows.shape != (n,):
+            raise ValueError(f'colors must be (N, 3), labels and rows (N,) for {n} points, got {col.shape}, '
+                             f'{lab.shape} and {rows.shape}')
+        if n and rows.max(initial=-1) >= self._size:
+            raise ValueError('rows must come from insert() on this map')
         _accumulate(rows, pts, col, lab, np.ascontiguousarray(wgt), self._position, self._color, self._count,
                     self._vote_label, self._vote_weight)
-        new = size - self._size
-        self._size = size
-        return IntegrateResult(rows=rows, new_voxels=int(new), dropped_full=int(full), dropped_invalid=int(invalid))
+
+    @staticmethod
+    def _points(points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f'points must be (N, 3), got shape {pts.shape}')
+        return pts
 
     # ------------------------------------------------------------------ reading
     def lookup(self, points: np.ndarray) -> np.ndarray:
@@ -166,20 +191,9 @@ class VoxelMap:
         Of every voxel, or of the voxels ``rows`` (-1: none, all zeros) only. Ties go to the first slot,
         i.e. the label voted for first.
         """
-        lab, w = self.votes
-        rows = np.arange(self._size) if rows is None else np.asarray(rows, np.int64)
-        known = rows >= 0
-        lab, w = lab[rows[known]], w[rows[known]]
-        best = np.argmax(w, axis=1) if len(w) else np.zeros(0, np.int64)
-        at = np.arange(len(w))
-        top = w[at, best]
-        total = w.sum(axis=1)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            share = np.where(total > 0, top / total, 0.0)
+        rows = np.arange(self._size, dtype=np.int64) if rows is None else np.ascontiguousarray(rows, np.int64)
         out = np.zeros(len(rows), np.int32), np.zeros(len(rows), np.float32), np.zeros(len(rows), np.float32)
-        out[0][known] = np.where(top > 0, lab[at, best], 0)
-        out[1][known] = top
-        out[2][known] = share
+        _best_of_rows(rows, self._vote_label, self._vote_weight, *out)
         return out
 
     def weaken(self, rows: np.ndarray, amount: float | np.ndarray) -> None:
@@ -251,10 +265,19 @@ def _rows_of(keys, table, row_keys, size, limit, rows):  # pragma: no cover - co
     """
     mask = table.size - 1
     refused = 0
+    last_key = np.int64(-1)  # neighbouring pixels mostly share a voxel: no probe for a repeated key
+    last_row = np.int64(-1)
     for i in range(keys.size):
         key = keys[i]
         if key < 0:
             continue
+        if key == last_key:
+            if last_row < 0:
+                refused += 1
+            else:
+                rows[i] = last_row
+            continue
+        last_key = key
         slot = np.int64(((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & np.uint64(mask))
         while True:
             r = table[slot]
@@ -264,12 +287,14 @@ def _rows_of(keys, table, row_keys, size, limit, rows):  # pragma: no cover - co
         if r == -1:
             if size >= limit:
                 refused += 1
+                last_row = -1
                 continue
             r = size
             size += 1
             table[slot] = r
             row_keys[r] = key
         rows[i] = r
+        last_row = r
     return size, refused
 
 
@@ -386,3 +411,35 @@ def _weaken(rows, amount, labels, weights):  # pragma: no cover - compiled
                     labels[r, j] = 0
                 else:
                     weights[r, j] = w
+
+
+def _sig_best():
+    from numba import types
+
+    return types.void(array('int64', 1, True), array('int32', 2, True), array('float32', 2, True),
+                      array('int32', 1, True), array('float32', 1, True), array('float32', 1, True))
+
+
+@kernel(_sig_best)
+def _best_of_rows(rows, labels, weights, best, top, share):  # pragma: no cover - compiled
+    """Per row (-1: left at 0): the strongest label (the first slot on a tie), its weight and share of the votes.
+
+    One pass without the (N, k) gathers and temporaries numpy needs (~20 ms for a VGA frame's rows).
+    """
+    k = labels.shape[1]
+    for i in range(rows.size):
+        r = rows[i]
+        if r < 0:
+            continue
+        b = 0
+        total = np.float32(0.0)
+        for j in range(k):
+            w = weights[r, j]
+            if w > 0:
+                total += w
+            if w > weights[r, b]:
+                b = j
+        if weights[r, b] > 0:
+            best[i] = labels[r, b]
+            top[i] = weights[r, b]
+            share[i] = weights[r, b] / total
