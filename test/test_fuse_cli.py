@@ -13,6 +13,7 @@ from rosbags.rosbag2 import StoragePlugin
 from vizion3d_ros.core.io.masks import write_instance_masks
 from vizion3d_ros.core.io.plyio import read_ply
 from vizion3d_ros.core.io.posed import write_posed_folder
+from vizion3d_ros.core.io.tum import write_tum_sequence
 from vizion3d_ros.core.synthetic.multiview import (
     MaskErrors,
     frame_masks,
@@ -37,11 +38,13 @@ def recording(tmp_path_factory):
     room = furnished_room(np.random.default_rng(5))
     views = [render_view(room, p) for p in orbit_poses(room, rng=np.random.default_rng(1))[::2]]
     stems = write_posed_folder(folder / 'frames', views[0].camera, [(v.color, v.depth, v.pose) for v in views])
+    tum_stems = write_tum_sequence(folder / 'tum', views[0].camera, [(v.color, v.depth, v.pose) for v in views])
     rng = np.random.default_rng(4)
     semantic = np.r_[200, room.class_ids + 1]  # the room's surfaces are class 200, objects their COCO id + 1
     for stem, v in zip(stems, views):
         fm = frame_masks(room, v, rng, MaskErrors(grow=1))  # per-frame random numbering, masks a bit too big
         write_instance_masks(folder / 'masks', stem, fm.labels, fm.meta)
+        write_instance_masks(folder / 'tum_masks', tum_stems[stems.index(stem)], fm.labels, fm.meta)
         if stem in ('00000', '00005'):  # two painted photos
             classes = np.where(v.ids >= 0, semantic[np.maximum(v.ids, 0)], 0).astype(np.uint8)
             (folder / 'painted').mkdir(exist_ok=True)
@@ -98,6 +101,18 @@ def test_masks_fuse_into_one_instance_per_object_with_consistent_files(recording
     assert t['integrate_ms_median'] > 0 and t['integrate_ms_p90'] >= t['integrate_ms_median']
     assert summary['peak_memory_mb'] > 0 and summary['coverage']['after_propagation'] is None
     assert f'{len(objects)} objects:' in run.stdout and all(o['label'] in run.stdout for o in objects)
+
+
+def test_a_tum_sequence_fuses_the_same_way(recording, tmp_path):
+    folder, room = recording
+    out = tmp_path / 'out'
+    run = fuse('--tum', folder / 'tum', '--masks', folder / 'tum_masks', '--every', '2', '--out', out)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames']['used'] == VIEWS // 2 and summary['frames']['without_masks'] == 0
+    # the same masks as the posed folder's frames: every object again, one instance each
+    found = sorted(o['label'] for o in summary['instances'])
+    assert set(found) <= set(room.labels) and len(found) == len(set(found)) >= room.scene.num_objects - 1
 
 
 def test_a_bag_with_tf_poses_fuses_the_same_way(recording, tmp_path):

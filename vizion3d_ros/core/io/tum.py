@@ -91,3 +91,39 @@ class TumSequence(PosedSequence):
         if not self.frames:
             raise PosedFolderError(f'{self.folder}: no colour image has both a depth image and a pose '
                                    f'({len(self.skipped)} skipped: {self.skipped[0][1]})')
+
+
+def write_tum_sequence(folder: str | Path, camera: PinholeIntrinsics, frames: list[tuple[np.ndarray, np.ndarray,
+                                                                                       np.ndarray]],
+                       t0: float = 1305031102.0, dt: float = 1 / 30, depth_offset: float = 0.005) -> list[str]:
+    """Write ``(color RGB uint8, depth metres, pose)`` frames as a TUM sequence; returns the colour stems.
+
+    Colour at ``t0 + i * dt``, depth ``depth_offset`` later (TUM's two streams are not simultaneous),
+    ground truth at the colour stamps, and a ``camera.json`` (the reader's override of TUM's default).
+    """
+    import json
+
+    import cv2
+    from scipy.spatial.transform import Rotation
+
+    folder = Path(folder)
+    (folder / 'rgb').mkdir(parents=True, exist_ok=True)
+    (folder / 'depth').mkdir(exist_ok=True)
+    meta = {'fx': camera.fx, 'fy': camera.fy, 'cx': camera.cx, 'cy': camera.cy, 'width': camera.width,
+            'height': camera.height, 'depth_scale': TUM_DEPTH_SCALE}
+    (folder / 'camera.json').write_text(json.dumps(meta, indent=1))
+    rgb, depth, gt, stems = ['# timestamp filename'], ['# timestamp filename'], ['# timestamp tx ty tz qx qy qz qw'], []
+    for i, (color, d, pose) in enumerate(frames):
+        t, td = t0 + i * dt, t0 + i * dt + depth_offset
+        raw = np.nan_to_num(np.asarray(d, np.float64) * TUM_DEPTH_SCALE, nan=0.0, posinf=0.0, neginf=0.0)
+        cv2.imwrite(str(folder / 'rgb' / f'{t:.6f}.png'), cv2.cvtColor(np.asarray(color, np.uint8), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(folder / 'depth' / f'{td:.6f}.png'), np.clip(np.rint(raw), 0, 65535).astype(np.uint16))
+        rgb.append(f'{t:.6f} rgb/{t:.6f}.png')
+        depth.append(f'{td:.6f} depth/{td:.6f}.png')
+        pose = np.asarray(pose, np.float64)
+        q = Rotation.from_matrix(pose[:3, :3]).as_quat()
+        gt.append(f'{t:.6f} ' + ' '.join(f'{v:.9f}' for v in [*pose[:3, 3], *q]))
+        stems.append(f'{t:.6f}')
+    for name, lines in (('rgb.txt', rgb), ('depth.txt', depth), ('groundtruth.txt', gt)):
+        (folder / name).write_text('\n'.join(lines) + '\n')
+    return stems
