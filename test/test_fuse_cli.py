@@ -11,8 +11,9 @@ from conftest import REDWOOD
 from rosbags.rosbag2 import StoragePlugin
 
 from vizion3d_ros.core.io.masks import write_instance_masks
-from vizion3d_ros.core.io.plyio import read_ply
+from vizion3d_ros.core.io.plyio import read_ply, write_ply
 from vizion3d_ros.core.io.posed import write_posed_folder
+from vizion3d_ros.core.io.rgbd import depth_to_points_optical
 from vizion3d_ros.core.io.tum import write_tum_sequence
 from vizion3d_ros.core.synthetic.multiview import (
     MaskErrors,
@@ -125,6 +126,32 @@ def test_a_bag_with_tf_poses_fuses_the_same_way(recording, tmp_path):
     assert sorted(o['label'] for o in summary['instances']) == sorted(room.labels)
     wrong = fuse('--bag', folder / 'bag', '--masks', folder / 'bag_masks', '--world-frame', 'odom', '--out', out)
     assert wrong.returncode == 2 and 'odom' in wrong.stderr.splitlines()[-1]
+
+
+def test_an_external_cloud_is_labelled_from_the_map(recording, tmp_path):
+    """A scan of the room from a pose no frame had (as a LiDAR would give), in the world frame, NaNs kept."""
+    folder, room = recording
+    v = render_view(room, orbit_poses(room, rng=np.random.default_rng(1))[3])
+    pts = depth_to_points_optical(v.depth, v.camera).astype(np.float64) @ v.pose[:3, :3].T + v.pose[:3, 3]
+    write_ply(tmp_path / 'scan.ply', pts, v.color.reshape(-1, 3))
+    out = tmp_path / 'out'
+    run = fuse('--frames', folder / 'frames', '--masks', folder / 'masks', '--label-cloud', tmp_path / 'scan.ply',
+               '--out', out)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    labelled = read_ply(out / 'labelled_cloud.ply')
+    assert len(labelled) == len(pts) and summary['labelled_cloud']['points'] == len(pts)
+    ids = v.ids.reshape(-1)
+    assert (labelled['instance_id'][ids <= 0] == 0).mean() > 0.98
+    by_label = {o['label']: o for o in summary['instances']}
+    for obj in np.unique(ids[ids > 0]):
+        mine = ids == obj
+        if mine.sum() < 50:
+            continue
+        o = by_label[room.labels[obj - 1]]
+        assert (labelled['instance_id'][mine] == o['id']).mean() > 0.9, room.labels[obj - 1]
+        assert (labelled['class_id'][mine] == o['class_id']).mean() > 0.9
+    assert summary['labelled_cloud']['labelled'] == (labelled['class_id'] >= 0).sum()
 
 
 def test_bad_frames_and_mask_files_are_skipped_and_counted(recording, tmp_path):

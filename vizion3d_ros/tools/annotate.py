@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.segmentation.models import DEFAULT_MODEL_URL, print_progress
-from .cli import UsageError, add_model_arguments, log, run_command
+from .cli import UsageError, add_model_arguments, log, read_cloud, run_command
 
 PROG = 'vizion3d-annotate'
 
@@ -86,28 +86,6 @@ def run(args: argparse.Namespace) -> int:
     summary = write_outputs(out, points, colors, result, args)
     print_table(summary)
     return 0
-
-
-def read_cloud(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Points (float64, file order, NaNs kept) and uint8 colours (None when the file has none)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f'--cloud file {path!r} does not exist')
-    log(f'loading cloud {p.name}')
-    try:
-        import open3d as o3d
-    except ImportError as exc:
-        raise UsageError('reading clouds needs Open3D (pip install open3d)') from exc
-    pcd = o3d.io.read_point_cloud(str(p), remove_nan_points=False, remove_infinite_points=False)
-    points = np.asarray(pcd.points, dtype=np.float64)
-    if len(points) == 0:
-        raise UsageError(f'--cloud file {path!r} holds no points or is not a point cloud Open3D can read '
-                         f'(.ply, .pcd)')
-    colors = None
-    if pcd.has_colors():
-        colors = np.clip(np.round(np.asarray(pcd.colors) * 255.0), 0, 255).astype(np.uint8)
-    log(f'{len(points)} points' + (' with colours' if colors is not None else ' (no colours)'))
-    return points, colors
 
 
 def _safe(label: str) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
 
 from ..core.segmentation.models import DEFAULT_MODEL_URL, ModelUnavailableError
 
@@ -41,3 +44,25 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--imgsz', type=int, default=640, help='model inference size (default 640)')
     p.add_argument('--classes', default=None, help="keep only these classes, e.g. 'chair,person' or '56'")
     p.add_argument('--device', default='auto', help='auto, cpu, cuda:0, ... (default auto)')
+
+
+def read_cloud(path: str, flag: str = '--cloud') -> tuple[np.ndarray, np.ndarray | None]:
+    """Points (float64, file order, NaNs kept) and uint8 colours (None when the file has none); ``flag`` names it."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f'{flag} file {path!r} does not exist')
+    log(f'loading cloud {p.name}')
+    try:
+        import open3d as o3d
+    except ImportError as exc:
+        raise UsageError('reading clouds needs Open3D (pip install open3d)') from exc
+    pcd = o3d.io.read_point_cloud(str(p), remove_nan_points=False, remove_infinite_points=False)
+    points = np.asarray(pcd.points, dtype=np.float64)
+    if len(points) == 0:
+        raise UsageError(f'{flag} file {path!r} holds no points or is not a point cloud Open3D can read '
+                         f'(.ply, .pcd)')
+    colors = None
+    if pcd.has_colors():
+        colors = np.clip(np.round(np.asarray(pcd.colors) * 255.0), 0, 255).astype(np.uint8)
+    log(f'{len(points)} points' + (' with colours' if colors is not None else ' (no colours)'))
+    return points, colors

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.segmentation.models import DEFAULT_MODEL_URL, print_progress
-from .cli import UsageError, add_model_arguments, log, run_command
+from .cli import UsageError, add_model_arguments, log, read_cloud, run_command
 
 PROG = 'vizion3d-fuse'
 
@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='instance: values are one frame\'s objects (default); semantic: values are classes')
     p.add_argument('--propagate', action='store_true',
                    help='label the voxels no mask covered from their labelled neighbours')
-    p.add_argument('--propagate-radius', type=float, default=0.05, help='propagation ball radius in m (0.05)')
-    p.add_argument('--propagate-iterations', type=int, default=3, help='propagation passes (default 3)')
+    p.add_argument('--propagate-radius', type=float, default=None,
+                   help="propagation's ball radius in metres (default: SceneFusion.propagate's, 0.05)")
+    p.add_argument('--propagate-iterations', type=int, default=None,
+                   help="propagation passes (default: SceneFusion.propagate's)")
+    p.add_argument('--label-cloud', metavar='FILE', default=None,
+                   help='also label this cloud (.ply/.pcd, in the world frame) from the map: labelled_cloud.ply')
     p.add_argument('--voxel', type=float, default=0.01, help='voxel size in metres (default 0.01)')
     p.add_argument('--max-voxels', type=int, default=None, help='bound the map (points in new voxels beyond it '
                                                                 'are dropped and counted)')
@@ -170,13 +174,16 @@ def run(args: argparse.Namespace) -> int:
     propagation, propagate_s = None, None
     if args.propagate:
         t0 = time.perf_counter()
-        propagation = fusion.propagate(max_distance=args.propagate_radius, iterations=args.propagate_iterations)
+        options = {'max_distance': args.propagate_radius, 'iterations': args.propagate_iterations}
+        propagation = fusion.propagate(**{k: v for k, v in options.items() if v is not None})
         propagate_s = time.perf_counter() - t0
     out = Path(args.out)
     log(f'writing {out}/')
     t0 = time.perf_counter()
     class_names = source.folder.class_names if isinstance(source, FolderMasks) else None
     tables = export_scene(fusion, out, propagation, class_names)
+    if args.label_cloud:
+        tables['labelled_cloud'] = write_labelled_cloud(fusion, propagation, args.label_cloud, out)
     export_s = time.perf_counter() - t0
     summary = {
         'source': {'frames': args.frames, 'tum': args.tum, 'bag': args.bag, 'masks': args.masks,
@@ -194,6 +201,17 @@ def run(args: argparse.Namespace) -> int:
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     print_table(summary)
     return 0
+
+
+def write_labelled_cloud(fusion, propagation, path: str, out: Path) -> dict:
+    """``out/labelled_cloud.ply``: the cloud at ``path`` in its order with the map's instance and class."""
+    from ..core.fusion.export import label_cloud
+    from ..core.io.plyio import write_ply
+
+    points, colors = read_cloud(path, '--label-cloud')
+    instance, cls = label_cloud(fusion, points, propagation)
+    write_ply(out / 'labelled_cloud.ply', points, colors, {'instance_id': instance, 'class_id': cls})
+    return {'file': str(path), 'points': len(points), 'labelled': int((cls >= 0).sum())}
 
 
 def _progress(items: list[int]):

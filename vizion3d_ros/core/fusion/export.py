@@ -134,3 +134,17 @@ def _rounded(v: np.ndarray) -> list[float]:
 
 def _slug(label: str) -> str:
     return re.sub(r'[^A-Za-z0-9]+', '_', label).strip('_') or 'object'
+
+
+def label_cloud(fusion: SceneFusion, points: np.ndarray, propagation: PropagationResult | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``(instance_id, class_id)`` of each of an external cloud's world ``points`` from the map (0 / -1: none)."""
+    layers = map_layers(fusion, propagation)
+    label = layers.instance if fusion.mode == 'instance' else np.maximum(layers.class_id, 0)
+    got = fusion.label_points(points, labels=label)
+    if fusion.mode != 'instance':
+        return np.zeros(len(got), np.int32), np.where(got > 0, got, -1).astype(np.int32)
+    cls = np.full(max(fusion.instances, default=0) + 1, -1, np.int32)
+    for inst in fusion.confirmed():
+        cls[inst.id] = inst.class_id
+    return got, cls[got]
