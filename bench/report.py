@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Sections in reading order: name of the JSON/markdown pair and what it answers.
-SECTIONS = ('scaling', 'conversions', 'node', 'transport')
+SECTIONS = ('scaling', 'conversions', 'node', 'transport', 'fusion')
 LIFTING_TARGET_MS = 10.0
 
 
@@ -64,9 +64,38 @@ def conversion_targets(conv: dict | None) -> list[dict]:
     return out
 
 
+def fusion_targets(fusion: dict | None) -> list[dict]:
+    """The issue-13 targets from fusion.json (``target``): a frame's integration, propagation of 800k and 4M points."""
+    t = (fusion or {}).get('target')
+    if not t:
+        return []
+    source = 'bench_fusion.py (docs/bench/fusion.json)'
+    quick = '; quick run (small sizes)' if fusion.get('quick') else ''
+    out = []
+    i = t.get('integration')
+    if i:
+        out.append({'name': f"Fusion: VGA frame with {'-'.join(map(str, i['masks']))} masks into a "
+                            f"{i['map_voxels'] / 1e6:.2f}M-voxel map (`SceneFusion.add_frame`, instance mode, 1 cm)",
+                    'limit_ms': i['limit_ms'], 'measured_ms': i['median_ms'],
+                    'spread': f"p10-p90 {i['p10_ms']:.1f}-{i['p90_ms']:.1f} ms, {i['runs']} runs; "
+                              f"`VoxelMap.integrate` alone {i['integrate_alone_ms']:.1f} ms; slowest stage: "
+                              f"{i['slowest_stage']} {i['slowest_stage_ms']:.1f} ms{quick}",
+                    'met': i['met'], 'source': source})
+    for p in t.get('propagation', []):
+        out.append({'name': f"Fusion: label propagation of {p['points'] / 1e6:g}M surface points "
+                            f"({p['coverage_before']:.0%} labelled, 5 cm, quorum 3)",
+                    'limit_ms': p['limit_ms'], 'measured_ms': p['median_ms'],
+                    'spread': f"p10-p90 {p['p10_ms']:.0f}-{p['p90_ms']:.0f} ms, {p['runs']} runs; slower labelling: "
+                              + ', '.join(f'{k} {v:.0f}' for k, v in p['by_labels'].items())
+                              + f" ms; tutorial way ~{p['tutorial_ms'] / 1e3:.0f} s (extrapolated){quick}",
+                    'met': p['met'], 'source': source})
+    return out
+
+
 def targets(results: dict[str, dict], lifting: dict | None) -> list[dict]:
     """Every target a benchmark reports (its JSON's ``targets`` list), the lifting's first."""
-    out = lifting_target(lifting) + conversion_targets(results.get('conversions'))
+    out = (lifting_target(lifting) + conversion_targets(results.get('conversions'))
+           + fusion_targets(results.get('fusion')))
     for name in SECTIONS:
         for t in (results.get(name) or {}).get('targets', []):
             out.append({**t, 'source': t.get('source', f'bench_{name}.py (docs/bench/{name}.json)')})
