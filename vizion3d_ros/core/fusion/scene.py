@@ -9,6 +9,7 @@ voting for its mask's instance with the detection's confidence.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,17 @@ from ..lifting.lift import LiftConfig, lift_masks
 from .association import match_masks, overlap_counts
 from .consolidation import merge_groups
 from .propagation import PropagationResult, propagate
-from .voxel_map import VoxelMap
+from .voxel_map import IntegrateResult, VoxelMap
+
+_HELPER: ThreadPoolExecutor | None = None
+
+
+def _helper() -> ThreadPoolExecutor:
+    """One worker thread shared by every map, for the part of a frame that can overlap the lifting."""
+    global _HELPER
+    if _HELPER is None:
+        _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix='vizion3d-fusion')
+    return _HELPER
 
 
 @dataclass
@@ -125,11 +136,12 @@ class SceneFusion:
             return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid,
                                dropped_full=done.dropped_full)
         values = [v for v in sorted(meta) if v != 0]
+        # the map's side (compiled, GIL-free kernels) runs on the helper thread while the masks are lifted:
+        # the instance each point's voxel holds now, before this frame votes (a new voxel holds none)
+        reading = _helper().submit(self._read_map, world)
         mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
-        # the instance each point's voxel holds now (before this frame votes; a new voxel holds none)
-        placed = self.map.insert(world)
+        placed, instance_of_point = reading.result()
         rows = placed.rows
-        instance_of_point = self.map.best_labels(rows)[0]
         ids = np.array(sorted(self.instances), np.int64)
         overlap, sizes, visible = overlap_counts(mask_of_point, instance_of_point, len(values), ids)
         mask_classes = np.array([meta[v].get('class_id', -1) for v in values], np.int64)
@@ -144,8 +156,8 @@ class SceneFusion:
                 self.instances[self._next_id] = MapInstance(self._next_id)
                 created.append(self._next_id)
                 self._next_id += 1
-        point_label = np.zeros(len(world), np.int32)
-        point_weight = np.zeros(len(world), np.float32)
+        label_of_mask = np.zeros(len(values) + 1, np.int32)  # the last entry: points of no mask
+        weight_of_mask = np.zeros(len(values) + 1, np.float32)
         for k, v in enumerate(values):
             if v not in assigned:
                 continue
@@ -159,15 +171,20 @@ class SceneFusion:
             inst.confidence_sum += conf
             inst.first_frame = frame if inst.first_frame < 0 else inst.first_frame
             inst.last_frame = frame
-            sel = mask_of_point == k
-            point_label[sel] = inst.id
-            point_weight[sel] = conf
+            label_of_mask[k], weight_of_mask[k] = inst.id, conf
+        point_label = label_of_mask[mask_of_point]  # -1 (no mask) reads the last entry
+        point_weight = weight_of_mask[mask_of_point]
         # negative evidence first: voxels this frame sees without a label lose some of their votes
         if self.negative_weight > 0:
             self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
         self.map.accumulate(rows, world, colors, point_label, point_weight)
         return FrameReport(frame=frame, assigned=assigned, created=created,
                            points=len(world) - placed.dropped_invalid, dropped_full=placed.dropped_full)
+
+    def _read_map(self, world: np.ndarray) -> tuple[IntegrateResult, np.ndarray]:
+        """The map rows of a frame's points (new voxels created) and the label each holds now."""
+        placed = self.map.insert(world)
+        return placed, self.map.best_labels(placed.rows)[0]
 
     def _lift(self, optical: np.ndarray, camera: PinholeIntrinsics, labels: np.ndarray, values: list[int],
               meta: dict[int, dict]) -> np.ndarray:
@@ -253,12 +270,20 @@ class SceneFusion:
         return np.where(ok[best], best, 0)
 
     def propagate(self, max_distance: float = 0.05, min_neighbors: int = 3, max_camera_distance: float | None = None,
-                  iterations: int = 1) -> PropagationResult:
+                  iterations: int = 20, *, max_normal_angle: float | None = 40.0,
+                  max_plane_distance: float | None = 0.03, max_color_distance: float | None = None
+                  ) -> PropagationResult:
         """Labels for the map's unlabelled voxels from their labelled neighbours (:func:`.propagation.propagate`).
 
         The voxels' strongest votes are the labels (in instance mode, confirmed instances only);
         ``max_camera_distance`` (metres) lets only voxels that near some camera vote: far labels are the
         noisiest. The map itself is not changed; the result holds a label per voxel row.
+
+        Labels follow surfaces and stop at creases (``max_normal_angle``, degrees), depth steps
+        (``max_plane_distance``, metres) and, when given, colour edges (``max_color_distance`` between the
+        voxels' mean colours, 0-255); None turns a gate off. The default 20 passes carry a label up to
+        20 ``max_distance`` (1 m) along its surface: one pass reaches only what a painted view nearly saw,
+        and the gates keep the further passes from flooding across boundaries.
         """
         labels = self.voxel_instances() if self.mode == 'instance' else self.map.best_labels()[0]
         trusted = None
@@ -267,5 +292,7 @@ class SceneFusion:
 
             d, _ = cKDTree(self.camera_positions).query(self.map.positions.astype(np.float64))
             trusted = d <= max_camera_distance
+        colors = None if max_color_distance is None else self.map.colors
         return propagate(self.map.positions, labels, max_distance, min_neighbors, iterations=iterations,
-                         trusted=trusted)
+                         trusted=trusted, max_normal_angle=max_normal_angle, max_plane_distance=max_plane_distance,
+                         colors=colors, max_color_distance=max_color_distance)
