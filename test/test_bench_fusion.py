@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vizion3d_ros.core.fusion.voxel_map import VoxelMap
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
 
@@ -67,7 +69,8 @@ def test_quick_run_writes_report(tmp_path):
     assert 0.005 < r['scene']['surface_spacing_m'] < 0.03
 
     mem = r['memory']
-    assert mem['bytes_per_voxel'] == 68 and mem['memory_bytes'] >= mem['map_voxels'] * 68
+    per_voxel = VoxelMap(0.01).bytes_per_voxel
+    assert mem['bytes_per_voxel'] == per_voxel and mem['memory_bytes'] >= mem['map_voxels'] * per_voxel
     assert mem['rows_allocated'] >= mem['map_voxels']
     assert [x['stage'] for x in mem['rss']][0] == 'start' and len(mem['rss']) == 3 + len(r['propagation'])
     peaks = [x['peak_rss_mb'] for x in mem['rss']]
