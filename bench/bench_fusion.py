@@ -77,6 +77,7 @@ ADD_FRAME, INTEGRATE, APPEND, REVOXEL = 'add_frame', 'VoxelMap.integrate', 'naiv
 MAP_STAGES = {'lookup': 'map rows of the points (lookup / insert)',
               'insert': 'map rows of the points (lookup / insert)',
               'best_labels': 'best labels of those rows', 'weaken': 'negative evidence (weaken)',
+              'weaken_unlabelled': 'negative evidence (weaken)',
               'integrate': 'votes and means (integrate / accumulate)',
               'accumulate': 'votes and means (integrate / accumulate)'}
 #: How the propagation's input is labelled (see :func:`surface_set`).

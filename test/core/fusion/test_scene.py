@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vizion3d_ros.core.fusion.association import match_masks, overlap_counts
-from vizion3d_ros.core.fusion.scene import SceneFusion
+from vizion3d_ros.core.fusion.scene import MapInstance, SceneFusion
 from vizion3d_ros.core.fusion.voxel_map import VoxelMap
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
 from vizion3d_ros.core.synthetic.multiview import (
@@ -55,12 +55,21 @@ def test_exact_masks_give_one_instance_per_object_with_its_points_and_class(seed
     assert all(i.frames >= 2 and 0 <= i.first_frame <= i.last_frame < 20 for i in instances.values())
 
 
-@pytest.mark.parametrize('seed', [3, 5, 7])
+#: Objects of the spoilt-mask rooms below the issue's recall, (seed, object) -> the recall asserted instead.
+#: Seed 3's second book is detected in 3 of the 7 frames that see it (the 15 % of missed detections fell on
+#: the other 4), and 30 % of its voxels were seen in those 4 frames only: no mask ever covered them, so no
+#: vote can name them (0.70 is the most any voting rule gets; 0.703 reached).
+_SPOILT_LOW_RECALL = {(3, 6): 0.68}
+
+
+@pytest.mark.parametrize('seed', [3, 5, 7, 11])
 def test_spoilt_masks_still_give_one_instance_per_object_and_the_right_classes(seed):
     """Grown masks, 15 % missed, spurious blobs, 8 % wrong classes: no object split, no blob confirmed.
 
-    Precision and recall per object are not asserted: the issue's 0.95 / 0.90 hold on seeds 5 and 7 but
-    not yet on seed 3 (docs/FUSION.md has the numbers).
+    And the issue's accuracy per object over the map voxels on it: precision >= 0.95, recall >= 0.90
+    (but for :data:`_SPOILT_LOW_RECALL`). Seed 3 has a spurious blob matched to a book (its floor voxels,
+    up to 1.9 m away, voted once for the book), seed 11 a book seen as a 64-pixel sliver whose 3-pixel
+    border spilt onto what lies behind it.
     """
     room, fusion, true_object = _fuse(seed, errors=MaskErrors(grow=3, miss=0.15, spurious=0.5, wrong_class=0.08))
     voxel_instance = fusion.voxel_instances()
@@ -72,6 +81,27 @@ def test_spoilt_masks_still_give_one_instance_per_object_and_the_right_classes(s
     assert sorted(majority.values()) == sorted(instances), (majority, sorted(instances))
     for obj, inst in majority.items():
         assert instances[inst].class_id == room.class_ids[obj - 1]
+        recall = float((voxel_instance[true_object == obj] == inst).mean())
+        precision = float((true_object[voxel_instance == inst] == obj).mean())
+        assert precision >= 0.95 and recall >= _SPOILT_LOW_RECALL.get((seed, obj), 0.90), \
+            (obj, room.labels[obj - 1], precision, recall)
+
+
+def test_a_voxel_keeps_its_instance_only_over_its_background_and_in_the_instance_bulk():
+    fusion = SceneFusion(voxel_size=0.1, background_weight=0.2, min_piece_share=0.1)
+    fusion.instances[1] = MapInstance(1, frames=3, confidence_sum=1.5)  # confirmed, mean confidence 0.5
+    fusion._next_id = 2
+    body = (np.array([[i, 0, 0] for i in range(20)]) + 0.5) * 0.1  # 20 touching voxels, a vote of 1 each
+    stray = (np.array([[30, 0, 0], [40, 0, 0]]) + 0.5) * 0.1  # two voxels apart from them, 2 and 1.5
+    fusion.map.integrate(np.vstack([body, stray]), labels=np.ones(22, np.int32),
+                         weights=np.r_[np.ones(20), 2.0, 1.5].astype(np.float32))
+    assert (fusion.voxel_instances() == np.r_[np.ones(21), 0]).all()  # 1.5 < 0.1 of the body's 20: dropped
+    # a vote of 1 at confidence 0.5 is 2 points: it outweighs 9 points of background, not 11
+    fusion.map.add_background(np.array([18] * 9 + [19] * 11))
+    assert fusion.voxel_instances()[17:21].tolist() == [1, 1, 0, 1]
+    off = SceneFusion(voxel_size=0.1, background_weight=0, min_piece_share=0)
+    off.instances, off._next_id, off.map = fusion.instances, 2, fusion.map
+    assert (off.voxel_instances() == 1).all()
 
 
 def test_ids_are_kept_from_frame_to_frame():

@@ -104,7 +104,7 @@ def test_relabel_merges_the_votes_of_merged_labels():
 
 def test_memory_per_voxel_is_stated():
     m = VoxelMap(0.01, top_k=4)
-    assert m.bytes_per_voxel == 68
+    assert m.bytes_per_voxel == 72
     m.integrate(np.random.default_rng(1).uniform(0, 1, (50_000, 3)))
     # rows grow by doubling and the table stays at most half full: under 3x a row plus 16 B of table
     assert m.memory_bytes() < len(m) * (3 * m.bytes_per_voxel + 16)
@@ -158,3 +158,46 @@ def test_a_full_map_counts_every_refused_point_even_in_runs():
     pts = np.array([[0.05, 0, 0], [0.15, 0, 0], [0.95, 0, 0], [0.96, 0, 0], [0.97, 0, 0], [0.06, 0, 0]])
     r = m.integrate(pts)
     assert len(m) == 2 and r.dropped_full == 3 and r.rows.tolist() == [0, 1, -1, -1, -1, 0]
+
+
+def test_background_adds_up_per_point_and_survives_growth():
+    m = VoxelMap(0.1, capacity=16)
+    m.integrate(np.array([[0.05, 0, 0], [0.15, 0, 0]]))
+    m.add_background(np.array([0, 0, -1, 1]))
+    m.add_background(np.array([1]), 0.5)
+    np.testing.assert_array_equal(m.background, [2.0, 1.5])
+    m.integrate(np.random.default_rng(0).uniform(1, 9, (5000, 3)))  # the rows are reallocated
+    assert m.background[:2].tolist() == [2.0, 1.5] and not m.background[2:].any()
+
+
+def test_weaken_unlabelled_is_weaken_and_background_of_the_unlabelled_points_not_skipped():
+    m = VoxelMap(0.1)
+    m.integrate(np.array([[0.05, 0, 0], [0.15, 0, 0], [0.25, 0, 0]]), labels=np.array([3, 4, 3]), weights=1.0)
+    rows = np.array([0, 0, 1, 2, 2, -1])
+    labels = np.array([0, 7, 0, 0, 0, 0])  # the second point has a label: no evidence against its voxel
+    held = np.array([3, 3, 4, 3, 3, 0])
+    skip = np.zeros(8, bool)
+    skip[4] = True  # e.g. an instance the frame missed
+    m.weaken_unlabelled(rows, labels, held, skip, 0.25, 1.0)
+    assert m.votes[1][:, 0].tolist() == [0.75, 1.0, 0.5]
+    assert m.background.tolist() == [1.0, 0.0, 2.0]
+    m.weaken_unlabelled(rows[:1], labels[:1], held[:1], skip, 0.0, 0.0)  # nothing at all
+    assert m.votes[1][0, 0] == 0.75 and m.background[0] == 1.0
+    with pytest.raises(ValueError):
+        m.weaken_unlabelled(rows, labels[:2], held, skip, 0.1)
+    with pytest.raises(ValueError):  # a row past the map's: the kernel would write outside it
+        m.weaken_unlabelled(rows + 3, labels, held, skip, 0.1)
+    with pytest.raises(ValueError):
+        m.add_background(np.array([3]))
+
+
+def test_pieces_are_touching_voxels_of_one_label():
+    m = VoxelMap(0.1)
+    # label 1: a row of three voxels and, apart, a diagonal pair (26-neighbours); label 2 touches label 1's row
+    cells = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [5, 5, 5], [6, 6, 6], [3, 0, 0], [9, 9, 9]])
+    m.integrate((cells + 0.5) * 0.1)
+    labels = np.array([1, 1, 1, 1, 1, 2, 0], np.int32)
+    piece = m.pieces(labels)
+    assert piece.tolist() == [0, 0, 0, 3, 3, 5, -1]
+    with pytest.raises(ValueError):
+        m.pieces(labels[:3])

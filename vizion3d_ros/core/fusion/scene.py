@@ -5,7 +5,11 @@ mask is lifted onto the frame's points with the ``visible`` lifting (so that its
 wall or the floor is trimmed before it can vote); each mask is matched one-to-one to the map instance
 it overlaps most on the points the camera sees now (:mod:`.association`); unmatched masks open new
 instances, tentative until a second frame confirms them; then every point goes into the voxel map,
-voting for its mask's instance with the detection's confidence.
+voting for its mask's instance with the detection's confidence, and every point without a label is
+negative evidence for its voxel (weakening its votes, adding to its background weight).
+
+The map's labels (:meth:`SceneFusion.voxel_instances`) are its voxels' strongest votes for confirmed
+instances that outweigh the voxel's background, without the stray pieces of an instance.
 """
 from __future__ import annotations
 
@@ -94,11 +98,18 @@ class SceneFusion:
     with the map's instances. ``semantic``: the masks are class images, consistent across frames (value =
     class, 0 = unlabelled, e.g. a few painted photos); each point votes for its pixel's class and 0 says
     nothing (no negative evidence: an unpainted pixel is unknown, not background).
+
+    ``background_weight``: a voxel keeps its instance (:meth:`voxel_instances`) only if the instance's vote
+    there, counted in points at the instance's mean confidence, is at least this share of the points that
+    saw the voxel without a label (other than in frames that missed the instance); 0 turns it off.
+    ``min_piece_share``: a piece of an instance (voxels that touch) carrying less than this share of the
+    votes of the instance's heaviest piece is dropped from it; 0 turns it off.
     """
 
     def __init__(self, voxel_size: float = 0.01, mode: str = 'instance', min_iou: float = 0.2, min_points: int = 30,
                  confirm_frames: int = 2, max_voxels: int | None = None, negative_weight: float = 0.3,
-                 min_mask_share: float = 0.5, lift_config: LiftConfig | None = None) -> None:
+                 min_mask_share: float = 0.5, lift_config: LiftConfig | None = None, background_weight: float = 0.2,
+                 min_piece_share: float = 0.1) -> None:
         if mode not in ('instance', 'semantic'):
             raise ValueError(f"mode must be 'instance' or 'semantic', got {mode!r}")
         self.mode = mode
@@ -110,6 +121,8 @@ class SceneFusion:
         self.confirm_frames = int(confirm_frames)
         self.negative_weight = float(negative_weight)
         self.min_mask_share = float(min_mask_share)
+        self.background_weight = float(background_weight)
+        self.min_piece_share = float(min_piece_share)
         self.lift_config = lift_config or LiftConfig(mode='visible')
         self.instances: dict[int, MapInstance] = {}
         self.frames = 0
@@ -174,9 +187,15 @@ class SceneFusion:
             label_of_mask[k], weight_of_mask[k] = inst.id, conf
         point_label = label_of_mask[mask_of_point]  # -1 (no mask) reads the last entry
         point_weight = weight_of_mask[mask_of_point]
-        # negative evidence first: voxels this frame sees without a label lose some of their votes
-        if self.negative_weight > 0:
-            self.map.weaken(np.where(point_label == 0, rows, -1), self.negative_weight)
+        # negative evidence first: voxels this frame sees without a label lose some of their votes, and
+        # remember it (background) for the readout (voxel_instances); not on the instances this frame sees
+        # but no mask matched: a missed detection says nothing about where the object ends
+        if self.negative_weight > 0 or self.background_weight > 0:
+            missed = np.zeros(self._next_id, bool)
+            missed[ids[visible >= self.min_points]] = True
+            missed[list(assigned.values())] = False
+            self.map.weaken_unlabelled(rows, point_label, instance_of_point, missed, self.negative_weight,
+                                       1.0 if self.background_weight > 0 else 0.0)
         self.map.accumulate(rows, world, colors, point_label, point_weight)
         return FrameReport(frame=frame, assigned=assigned, created=created,
                            points=len(world) - placed.dropped_invalid, dropped_full=placed.dropped_full)
@@ -263,11 +282,41 @@ class SceneFusion:
         return [self.instances[i] for i in sorted(self.instances) if self.instances[i].frames >= self.confirm_frames]
 
     def voxel_instances(self) -> np.ndarray:
-        """The confirmed instance of each map voxel (0: none or tentative)."""
-        best, _, _ = self.map.best_labels()
+        """The confirmed instance of each map voxel (0: none, tentative, or not backed by enough evidence).
+
+        A voxel's strongest vote names its instance if that instance is confirmed and, with
+        ``background_weight``, if the vote outweighs the voxel's background (the points that saw it without
+        a label, before or after the vote: a mask that spilt onto the floor once loses to the frames that
+        saw that floor unlabelled). With ``min_piece_share``, pieces of an instance cut off from its bulk
+        and carrying little of its votes (what a stray mask left far from the object) are dropped.
+        """
+        best, top, _ = self.map.best_labels()
         ok = np.zeros(self._next_id, bool)
-        ok[[i.id for i in self.confirmed()]] = True
-        return np.where(ok[best], best, 0)
+        conf = np.zeros(self._next_id, np.float32)
+        for inst in self.confirmed():
+            ok[inst.id] = True
+            conf[inst.id] = inst.confidence
+        out = np.where(ok[best], best, 0)
+        if self.background_weight > 0:
+            out = np.where(top >= self.background_weight * conf[best] * self.map.background, out, 0)
+        if self.min_piece_share > 0 and out.any():
+            out = self._drop_stray_pieces(out, top)
+        return out
+
+    def _drop_stray_pieces(self, labels: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """``labels`` without the pieces carrying less than ``min_piece_share`` of their instance's heaviest."""
+        piece = self.map.pieces(labels)  # a piece is named by its first row (no sort needed)
+        rows = np.flatnonzero(piece >= 0)
+        piece_weight = np.bincount(piece[rows], weights=weight[rows], minlength=len(labels))
+        roots = rows[piece[rows] == rows]
+        heaviest = np.zeros(self._next_id)
+        np.maximum.at(heaviest, labels[roots], piece_weight[roots])
+        keep = piece_weight[roots] >= self.min_piece_share * heaviest[labels[roots]]
+        out = labels.copy()
+        stray = np.zeros(len(labels), bool)
+        stray[roots[~keep]] = True
+        out[rows[stray[piece[rows]]]] = 0
+        return out
 
     def propagate(self, max_distance: float = 0.05, min_neighbors: int = 3, max_camera_distance: float | None = None,
                   iterations: int = 20, *, max_normal_angle: float | None = 40.0,

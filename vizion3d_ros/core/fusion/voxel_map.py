@@ -1,13 +1,14 @@
 """A world-frame voxel map whose size follows the scene, not the number of objects in it.
 
-Per voxel: the mean position and colour of the points that fell in it, how many did, and a small
-top-k of (label, weight) votes. A label is whatever the caller fuses: a map instance id, or a class in
-semantic mode; 0 is "no label" and takes no vote. When a voxel's k vote slots are taken, a new label
+Per voxel: the mean position and colour of the points that fell in it, how many did, a small top-k of
+(label, weight) votes and a background weight (evidence that the voxel is no object's, which the caller
+adds: :meth:`VoxelMap.add_background`). A label is whatever the caller fuses: a map instance id, or a class
+in semantic mode; 0 is "no label" and takes no vote. When a voxel's k vote slots are taken, a new label
 replaces the weakest one if it brings more weight, so a voxel keeps its k strongest candidates.
 
 Storage is a compiled open-addressing hash table (voxel key -> row) over dense rows in insertion order:
 one pass over a frame's points, no Python per point and no sort of the map. A voxel costs
-:attr:`VoxelMap.bytes_per_voxel` bytes (68 for ``top_k`` 4) plus the table's 8-16 bytes (kept at most
+:attr:`VoxelMap.bytes_per_voxel` bytes (72 for ``top_k`` 4) plus the table's 8-16 bytes (kept at most
 half full). ``max_voxels`` bounds a long run: once full, points in new voxels are dropped and counted.
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ class VoxelMap:
         self._size = 0
         self._alloc(max(min(int(capacity), max_voxels or capacity), 16))
         self._table = np.full(self._table_size_for(len(self._keys)), _EMPTY, np.int32)
-        for k in (_point_keys, _rows_of, _accumulate, _weaken, _rehash, _merge_duplicate_votes, _best_of_rows):
+        for k in (_point_keys, _rows_of, _accumulate, _weaken, _rehash, _merge_duplicate_votes, _best_of_rows,
+                  _add_background, _weaken_unlabelled):
             k.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ storage
@@ -58,6 +60,7 @@ class VoxelMap:
         self._position = np.zeros((n, 3), np.float32)
         self._color = np.zeros((n, 3), np.float32)
         self._count = np.zeros(n, np.uint32)
+        self._background = np.zeros(n, np.float32)
         self._vote_label = np.zeros((n, self.top_k), np.int32)
         self._vote_weight = np.zeros((n, self.top_k), np.float32)
 
@@ -71,10 +74,11 @@ class VoxelMap:
         if self.max_voxels is not None:
             need = min(need, self.max_voxels)
         if need > len(self._keys):
-            old = (self._keys, self._position, self._color, self._count, self._vote_label, self._vote_weight)
+            old = (self._keys, self._position, self._color, self._count, self._background, self._vote_label,
+                   self._vote_weight)
             self._alloc(max(need, 2 * len(self._keys)))
-            for dst, src in zip((self._keys, self._position, self._color, self._count, self._vote_label,
-                                 self._vote_weight), old):
+            for dst, src in zip((self._keys, self._position, self._color, self._count, self._background,
+                                 self._vote_label, self._vote_weight), old):
                 dst[:self._size] = src[:self._size]
         size = self._table_size_for(need)
         if size > len(self._table):
@@ -83,8 +87,8 @@ class VoxelMap:
 
     @property
     def bytes_per_voxel(self) -> int:
-        """Bytes of one voxel's row (key, position, colour, count, votes), without the hash table."""
-        return 8 + 12 + 12 + 4 + 8 * self.top_k
+        """Bytes of one voxel's row (key, position, colour, count, background, votes), without the hash table."""
+        return 8 + 12 + 12 + 4 + 4 + 8 * self.top_k
 
     def memory_bytes(self) -> int:
         """Bytes held now: every allocated row and the hash table."""
@@ -181,6 +185,11 @@ class VoxelMap:
         return self._count[:self._size]
 
     @property
+    def background(self) -> np.ndarray:
+        """Background weight of each voxel (:meth:`add_background`), float32 (a view)."""
+        return self._background[:self._size]
+
+    @property
     def votes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, weights)``, each ``(M, top_k)``: a voxel's candidate labels (0 = empty slot) and weights."""
         return self._vote_label[:self._size], self._vote_weight[:self._size]
@@ -205,6 +214,56 @@ class VoxelMap:
         rows = np.asarray(rows, np.int64)
         _weaken(rows, np.broadcast_to(np.asarray(amount, np.float32), rows.shape).copy(), self._vote_label,
                 self._vote_weight)
+
+    def add_background(self, rows: np.ndarray, amount: float = 1.0) -> None:
+        """Add ``amount`` to the background weight of the voxel of each of ``rows`` (-1: skipped; repeats add up).
+
+        Unlike :meth:`weaken`, which can only wear down votes a voxel already holds, this is remembered
+        for the voxel itself: evidence gathered before a label's first vote still counts against it.
+        """
+        rows = self._own_rows(rows)
+        _add_background(rows, np.float32(amount), self._background)
+
+    def weaken_unlabelled(self, rows: np.ndarray, labels: np.ndarray, held: np.ndarray, skip: np.ndarray,
+                          amount: float, background: float = 0.0) -> None:
+        """A frame's negative evidence in one pass: :meth:`weaken` and :meth:`add_background` of its unlabelled points.
+
+        Each point ``i`` without a label (``labels[i] == 0``) whose voxel (``rows[i]``; -1: skipped) holds a
+        label ``held[i]`` that ``skip`` (one bool per label value) does not mark takes ``amount`` from every
+        vote of the voxel and adds ``background`` to its background weight. No temporaries of the frame's size.
+        """
+        n = len(rows)
+        if len(labels) != n or len(held) != n:
+            raise ValueError(f'rows, labels and held must have the same length, got {n}, {len(labels)}, {len(held)}')
+        refused = _weaken_unlabelled(np.ascontiguousarray(rows, np.int64), np.ascontiguousarray(labels, np.int32),
+                                     np.ascontiguousarray(held, np.int32), np.ascontiguousarray(skip, np.bool_),
+                                     np.float32(amount), np.float32(background), self._size, self._vote_label,
+                                     self._vote_weight, self._background)
+        if refused:
+            raise ValueError(f'{refused} rows past the map ({self._size} rows) were left out: rows must come from it')
+
+    def _own_rows(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` as int64, refused if one is past the map's rows (the kernels skip negative ones, check no more)."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        if rows.max(initial=-1) >= self._size:
+            raise ValueError(f'rows must be -1 or rows of this map (0 to {self._size - 1})')
+        return rows
+
+    def pieces(self, labels: np.ndarray) -> np.ndarray:
+        """The connected piece of each voxel: voxels of one label (``labels``, one per row; 0 = none) that touch.
+
+        Two voxels touch when their cells are among each other's 26 neighbours. Returns, per row, the row
+        number of its piece's representative (the same for every voxel of a piece), -1 for label 0.
+        """
+        labels = np.ascontiguousarray(labels, np.int32)
+        if labels.shape != (self._size,):
+            raise ValueError(f'labels must have one entry per voxel ({self._size}), got shape {labels.shape}')
+        offsets = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)
+                            if (i, j, k) > (0, 0, 0)], np.int64)  # half of the 26: each pair is seen once
+        steps = (offsets[:, 0] << (2 * BITS)) + (offsets[:, 1] << BITS) + offsets[:, 2]
+        parent = np.empty(self._size, np.int64)
+        _pieces(labels, self._keys, self._size, self._table, steps, parent)
+        return parent
 
     def relabel(self, mapping: dict[int, int]) -> None:
         """Rename labels (e.g. instances merged into one): votes for the same new label are added up."""
@@ -443,3 +502,127 @@ def _best_of_rows(rows, labels, weights, best, top, share):  # pragma: no cover 
             best[i] = labels[r, b]
             top[i] = weights[r, b]
             share[i] = weights[r, b] / total
+
+
+def _sig_add_background():
+    from numba import types
+
+    return types.void(array('int64', 1), types.float32, array('float32', 1, True))
+
+
+@kernel(_sig_add_background)
+def _add_background(rows, amount, background):  # pragma: no cover - compiled
+    """Add ``amount`` to ``background[rows[i]]`` for every ``rows[i] >= 0``."""
+    for i in range(rows.size):
+        r = rows[i]
+        if r >= 0:
+            background[r] += amount
+
+
+def _sig_weaken_unlabelled():
+    from numba import types
+
+    def c(dtype, ndim, writable=False):  # C-contiguous: a few % of a VGA frame's 2-3 ms here
+        return array(dtype, ndim, writable, layout='C')
+
+    return types.int64(c('int64', 1), c('int32', 1), c('int32', 1), c('bool_', 1), types.float32, types.float32,
+                       types.int64, c('int32', 2, True), c('float32', 2, True), c('float32', 1, True))
+
+
+@kernel(_sig_weaken_unlabelled)
+def _weaken_unlabelled(rows, labels, held, skip, amount, background, size, vote_label, vote_weight,
+                       background_weight):  # pragma: no cover - compiled
+    """:func:`_weaken` and :func:`_add_background` of the unlabelled points whose held label ``skip`` does not mark.
+
+    Consecutive such points in one voxel (neighbouring pixels mostly are) are applied at once: n times
+    ``amount`` taken at once, clipped at 0, is the same as n times one. Returns how many points had a row
+    at or past ``size`` (left alone).
+    """
+    k = vote_label.shape[1]
+    refused = 0
+    cur = np.int64(-1)
+    n = 0
+    for i in range(rows.size + 1):
+        r = np.int64(-1)
+        if i < rows.size:
+            r = rows[i]
+            if r < 0 or labels[i] != 0:
+                continue
+            if r >= size:
+                refused += 1
+                continue
+            h = held[i]
+            if 0 <= h < skip.size and skip[h]:
+                continue
+            if r == cur:
+                n += 1
+                continue
+        if cur >= 0:  # the run of row cur ends: apply it
+            if amount > 0:
+                take = amount * np.float32(n)
+                for j in range(k):
+                    if vote_weight[cur, j] > 0:
+                        w = vote_weight[cur, j] - take
+                        if w <= 0:
+                            vote_weight[cur, j] = 0
+                            vote_label[cur, j] = 0
+                        else:
+                            vote_weight[cur, j] = w
+            background_weight[cur] += background * np.float32(n)
+        cur = r
+        n = 1
+    return refused
+
+
+def _sig_pieces():
+    from numba import types
+
+    return types.void(array('int32', 1), array('int64', 1), types.int64, array('int32', 1), array('int64', 1),
+                      array('int64', 1, True))
+
+
+@kernel(_sig_pieces)
+def _pieces(labels, row_keys, size, table, steps, parent):  # pragma: no cover - compiled
+    """Union-find over the rows: a labelled row joins each neighbour (key + ``steps[j]``) of the same label.
+
+    ``parent`` ends as each row's piece representative (the smallest row of the piece), -1 for label 0.
+    """
+    mask = table.size - 1
+    for r in range(size):
+        parent[r] = r if labels[r] > 0 else -1
+    for r in range(size):
+        lab = labels[r]
+        if lab <= 0:
+            continue
+        for j in range(steps.size):
+            key = row_keys[r] + steps[j]
+            slot = np.int64(((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & np.uint64(mask))
+            n = -1
+            while True:
+                t = table[slot]
+                if t == -1:
+                    break
+                if row_keys[t] == key:
+                    n = t
+                    break
+                slot = (slot + 1) & mask
+            if n < 0 or n >= size or labels[n] != lab:
+                continue
+            a = r  # the roots of both, halving the paths on the way
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            b = n
+            while parent[b] != b:
+                parent[b] = parent[parent[b]]
+                b = parent[b]
+            if a < b:
+                parent[b] = a
+            elif b < a:
+                parent[a] = b
+    for r in range(size):
+        if parent[r] >= 0:
+            a = r
+            while parent[a] != a:
+                a = parent[a]
+            parent[r] = a
