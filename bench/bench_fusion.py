@@ -360,7 +360,7 @@ def bench_integration(cfg: Config, scene: Scene, log) -> tuple[dict, dict]:
     log(f'{len(frames)} timed frames with {min(len(f.meta) for f in frames)}-{max(len(f.meta) for f in frames)} masks')
     before = len(vmap)
     memory = {'map_voxels': before, 'bytes_per_voxel': vmap.bytes_per_voxel, 'memory_bytes': vmap.memory_bytes(),
-              'rows_allocated': len(getattr(vmap, '_keys', ())),
+              'rows_allocated': vmap.capacity,
               'table_bytes': int(getattr(getattr(vmap, '_table', None), 'nbytes', 0))}
     alone = copy.deepcopy(vmap)  # VoxelMap.integrate alone, on a copy: its votes must not reach the fusion's map
     labels0 = vmap.best_labels()[0]
@@ -792,7 +792,8 @@ def markdown(r: dict) -> str:
     lines += [
         '', '### Memory', '',
         '| what | value |', '|---|---:|',
-        f"| `VoxelMap.bytes_per_voxel` (key, position, colour, count, 4 votes) | {mem['bytes_per_voxel']} B |",
+        '| `VoxelMap.bytes_per_voxel` (key, position, colour, count, background, 4 votes) | '
+        f"{mem['bytes_per_voxel']} B |",
         f"| map voxels | {mem['map_voxels']:,} |",
         f"| `memory_bytes()` (rows allocated {mem['rows_allocated']:,}, hash table "
         f"{mem['table_bytes'] / 2**20:.0f} MiB) | {mem['memory_bytes'] / 2**20:.0f} MiB |",

@@ -201,3 +201,17 @@ def test_pieces_are_touching_voxels_of_one_label():
     assert piece.tolist() == [0, 0, 0, 3, 3, 5, -1]
     with pytest.raises(ValueError):
         m.pieces(labels[:3])
+
+
+def test_rows_grow_with_the_new_voxels_not_with_the_points():
+    rng = np.random.default_rng(3)
+    grown, roomy = VoxelMap(0.01, capacity=16), VoxelMap(0.01, capacity=1 << 20)
+    for _ in range(6):  # each batch: mostly voxels seen before, some new ones, runs of points per voxel
+        pts = np.repeat(rng.uniform(0, 0.6, (20000, 3)), 4, axis=0)
+        a, b = grown.integrate(pts), roomy.integrate(pts)
+        np.testing.assert_array_equal(a.rows, b.rows)  # growing mid-frame gives the rows a roomy map gives
+        assert a.new_voxels == b.new_voxels and a.dropped_full == 0
+    np.testing.assert_array_equal(grown.keys, roomy.keys)
+    np.testing.assert_array_equal(grown.counts, roomy.counts)
+    assert len(grown) <= grown.capacity <= 1.5 * len(grown) + 16  # not a frame's worth of points per call
+    assert grown.memory_bytes() <= grown.capacity * (grown.bytes_per_voxel + 16)  # rows + the hash table

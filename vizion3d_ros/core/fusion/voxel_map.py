@@ -69,18 +69,19 @@ class VoxelMap:
         return 1 << max(4, int(2 * rows - 1).bit_length())  # a power of two, at least twice the rows
 
     def _reserve(self, extra: int) -> None:
-        """Room for ``extra`` more rows (grown geometrically) and a table at most half full."""
+        """Room for ``extra`` more rows (grown by half at least) and a table at most half full when all are used."""
         need = self._size + extra
         if self.max_voxels is not None:
             need = min(need, self.max_voxels)
         if need > len(self._keys):
             old = (self._keys, self._position, self._color, self._count, self._background, self._vote_label,
                    self._vote_weight)
-            self._alloc(max(need, 2 * len(self._keys)))
+            grown = max(need, len(self._keys) + len(self._keys) // 2)
+            self._alloc(grown if self.max_voxels is None else min(grown, self.max_voxels))
             for dst, src in zip((self._keys, self._position, self._color, self._count, self._background,
                                  self._vote_label, self._vote_weight), old):
                 dst[:self._size] = src[:self._size]
-        size = self._table_size_for(need)
+        size = self._table_size_for(len(self._keys))
         if size > len(self._table):
             self._table = np.full(size, _EMPTY, np.int32)
             _rehash(self._keys, self._size, self._table)
@@ -89,6 +90,11 @@ class VoxelMap:
     def bytes_per_voxel(self) -> int:
         """Bytes of one voxel's row (key, position, colour, count, background, votes), without the hash table."""
         return 8 + 12 + 12 + 4 + 4 + 8 * self.top_k
+
+    @property
+    def capacity(self) -> int:
+        """Rows allocated (grown by half when full, bounded by ``max_voxels``)."""
+        return len(self._keys)
 
     def memory_bytes(self) -> int:
         """Bytes held now: every allocated row and the hash table."""
@@ -119,13 +125,26 @@ class VoxelMap:
         pts = self._points(points)
         keys = np.empty(len(pts), np.int64)
         invalid = _point_keys(pts, 1.0 / self.voxel_size, keys)
-        self._reserve(len(pts))
         rows = np.full(len(pts), -1, np.int64)
-        limit = len(self._keys) if self.max_voxels is None else min(self.max_voxels, len(self._keys))
-        size, full = _rows_of(keys, self._table, self._keys, self._size, limit, rows)
-        new = size - self._size
+        start = self._size
+        # rows are allocated for the voxels that turn out new, not for every point: probe with the room
+        # there is, then grow for the points refused for want of it and probe those again
+        size, full = _rows_of(keys, self._table, self._keys, self._size, self._limit(), rows)
         self._size = size
-        return IntegrateResult(rows=rows, new_voxels=int(new), dropped_full=int(full), dropped_invalid=int(invalid))
+        if full and self._limit() < (self.max_voxels or np.iinfo(np.int64).max):
+            todo = np.flatnonzero((rows < 0) & (keys >= 0))
+            self._reserve(len(np.unique(keys[todo])))
+            again = np.full(len(todo), -1, np.int64)
+            size, full = _rows_of(np.ascontiguousarray(keys[todo]), self._table, self._keys, self._size,
+                                  self._limit(), again)
+            rows[todo] = again
+            self._size = size
+        return IntegrateResult(rows=rows, new_voxels=int(self._size - start), dropped_full=int(full),
+                               dropped_invalid=int(invalid))
+
+    def _limit(self) -> int:
+        """Rows that may be in use now: the allocated ones, at most ``max_voxels``."""
+        return len(self._keys) if self.max_voxels is None else min(self.max_voxels, len(self._keys))
 
     def accumulate(self, rows: np.ndarray, points: np.ndarray, colors: np.ndarray | None = None,
                    labels: np.ndarray | None = None, weights: np.ndarray | float = 1.0) -> None:
