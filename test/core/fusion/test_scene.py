@@ -140,3 +140,36 @@ def test_association_is_one_to_one_and_gated():
     blob = np.array([[30]])
     assert match_masks(blob, np.array([100]), np.array([70]), np.ones((1, 1), bool), min_iou=0.2) == [(0, 0)]
     assert match_masks(blob, np.array([100]), np.array([70]), np.ones((1, 1), bool), min_iou=0.2, min_share=0.5) == []
+
+
+def test_a_frame_lifted_elsewhere_fuses_as_add_frame_lifts_it():
+    """add_lifted (a node's point_indices) with the same lifting's output gives add_frame's map exactly."""
+    from vizion3d_ros.core.camera.frames import optical_to_gl
+    from vizion3d_ros.core.lifting.lift import LiftConfig, lift_masks
+
+    room = furnished_room(np.random.default_rng(7))
+    a, b = SceneFusion(voxel_size=0.02), SceneFusion(voxel_size=0.02)
+    rng = np.random.default_rng(3)
+    for pose in orbit_poses(room, rng=np.random.default_rng(1))[::3]:
+        v = render_view(room, pose)
+        fm = frame_masks(room, v, rng, MaskErrors(grow=2, spurious=0.5))
+        a.add_frame(v.depth, v.camera, v.pose, fm.labels, fm.meta, v.color)
+        optical = depth_to_points_optical(v.depth, v.camera)
+        values = sorted(fm.meta)
+        masks = fm.labels[None] == np.array(values, fm.labels.dtype)[:, None, None]
+        scores = np.array([fm.meta[x]['confidence'] for x in values])
+        groups = lift_masks(optical_to_gl(optical), v.camera, masks, scores, config=LiftConfig(mode='visible'))
+        point_labels = np.zeros(len(optical), np.int64)
+        for value, idx in zip(values, groups):
+            point_labels[idx] = value
+        b.add_lifted(optical, v.pose, point_labels, fm.meta, v.color.reshape(-1, 3), v.camera)
+    np.testing.assert_array_equal(a.map.keys, b.map.keys)
+    np.testing.assert_array_equal(a.map.votes[0], b.map.votes[0])
+    np.testing.assert_allclose(a.map.votes[1], b.map.votes[1])
+    assert {i: (x.class_id, x.frames) for i, x in a.instances.items()} == \
+        {i: (x.class_id, x.frames) for i, x in b.instances.items()}
+    np.testing.assert_array_equal(a.voxel_instances(), b.voxel_instances())
+    with pytest.raises(ValueError, match='does not describe'):
+        b.add_lifted(optical, v.pose, point_labels + 1000, fm.meta)
+    with pytest.raises(ValueError, match='points must be'):
+        b.add_lifted(optical[:, :2], v.pose, point_labels, fm.meta)

@@ -153,7 +153,45 @@ class SceneFusion:
         # the instance each point's voxel holds now, before this frame votes (a new voxel holds none)
         reading = _helper().submit(self._read_map, world)
         mask_of_point = self._lift(optical, camera, np.asarray(labels), values, meta)
-        placed, instance_of_point = reading.result()
+        return self._fuse_lifted(frame, world, colors, mask_of_point, values, meta, *reading.result())
+
+    def add_lifted(self, points: np.ndarray, pose: np.ndarray, point_labels: np.ndarray, meta: dict[int, dict],
+                   colors: np.ndarray | None = None, camera: PinholeIntrinsics | None = None) -> FrameReport:
+        """Fuse a frame whose masks are already on its points (e.g. vizion3d_node's ``point_indices``).
+
+        ``points`` (N, 3) are in the sensor frame that ``pose`` (4x4, sensor -> world) moves into the world
+        (NaN: no point); ``point_labels`` (N,) the frame's instance value of each point (0 = none), which
+        ``meta[value]`` describes as for :meth:`add_frame`; ``colors`` (N, 3) uint8 RGB. The lifting is the
+        caller's: nothing is trimmed here. In semantic mode the values are classes.
+        """
+        pts = np.asarray(points)
+        labels = np.asarray(point_labels).reshape(-1)
+        if pts.ndim != 2 or pts.shape[1] != 3 or len(labels) != len(pts):
+            raise ValueError(f'points must be (N, 3) and point_labels (N,), got {pts.shape} and {labels.shape}')
+        frame = self.frames
+        self.frames += 1
+        pose = np.asarray(pose, np.float64)
+        world = transform_points(pts, pose)
+        self.camera_poses.append(pose.copy())
+        if camera is not None:
+            self.cameras.append(camera)
+        colors = None if colors is None else np.asarray(colors, np.uint8).reshape(-1, 3)
+        if self.mode == 'semantic':
+            done = self.map.integrate(world, colors, labels.astype(np.int32), 1.0)
+            return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid,
+                               dropped_full=done.dropped_full)
+        values = [v for v in sorted(meta) if v != 0]
+        unknown = np.setdiff1d(np.unique(labels[labels != 0]), values)
+        if len(unknown):
+            raise ValueError(f'point_labels hold values that meta does not describe: {unknown[:10]}')
+        index = np.searchsorted(np.array(values, np.int64), labels)
+        mask_of_point = np.where(labels != 0, index, -1).astype(np.int64)
+        return self._fuse_lifted(frame, world, colors, mask_of_point, values, meta, *self._read_map(world))
+
+    def _fuse_lifted(self, frame: int, world: np.ndarray, colors: np.ndarray | None, mask_of_point: np.ndarray,
+                     values: list[int], meta: dict[int, dict], placed: IntegrateResult,
+                     instance_of_point: np.ndarray) -> FrameReport:
+        """Association, new instances, negative evidence and votes of a frame whose points know their mask."""
         rows = placed.rows
         ids = np.array(sorted(self.instances), np.int64)
         overlap, sizes, visible = overlap_counts(mask_of_point, instance_of_point, len(values), ids)
