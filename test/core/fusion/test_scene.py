@@ -173,3 +173,45 @@ def test_a_frame_lifted_elsewhere_fuses_as_add_frame_lifts_it():
         b.add_lifted(optical, v.pose, point_labels + 1000, fm.meta)
     with pytest.raises(ValueError, match='points must be'):
         b.add_lifted(optical[:, :2], v.pose, point_labels, fm.meta)
+
+
+def test_an_object_in_view_but_not_detected_turns_missing_and_back():
+    room = furnished_room(np.random.default_rng(5))
+    fusion = SceneFusion(voxel_size=0.02)
+    rng = np.random.default_rng(1)
+    views = [render_view(room, p) for p in orbit_poses(room, rng=np.random.default_rng(1))[:6]]
+    for v in views:
+        fm = frame_masks(room, v, rng)
+        fusion.add_frame(v.depth, v.camera, v.pose, fm.labels, fm.meta, v.color)
+    assert {fusion.state(i) for i in fusion.confirmed()} == {'confirmed'}
+    v = views[-1]
+    fm = frame_masks(room, v, rng)
+    gone_value = max(fm.meta, key=lambda k: (fm.labels == k).sum())  # the object most in view
+    report = fusion.add_frame(v.depth, v.camera, v.pose, fm.labels, fm.meta, v.color)
+    gone = fusion.instances[report.assigned[gone_value]]
+    without = np.where(fm.labels == gone_value, 0, fm.labels)
+    others = {k: m for k, m in fm.meta.items() if k != gone_value}
+    for _ in range(3):
+        fusion.add_frame(v.depth, v.camera, v.pose, without, others, v.color)
+    assert gone.missed == 3 and fusion.state(gone) == 'missing'
+    assert all(fusion.state(i) == 'confirmed' for i in fusion.confirmed() if i is not gone)
+    fusion.add_frame(v.depth, v.camera, v.pose, fm.labels, fm.meta, v.color)
+    assert gone.missed == 0 and fusion.state(gone) == 'confirmed'
+    one_off = SceneFusion(voxel_size=0.02)
+    one_off.add_frame(v.depth, v.camera, v.pose, fm.labels, fm.meta, v.color)
+    assert {one_off.state(i) for i in one_off.instances.values()} == {'tentative'}
+
+
+def test_forgetting_beyond_a_radius_keeps_the_near_map_as_it_was():
+    room, fusion, _ = _fuse(5)
+    before = dict(zip(fusion.map.keys, fusion.voxel_instances()))
+    centre = fusion.camera_positions[0]
+    dropped = fusion.forget_beyond(centre, 2.0)
+    assert dropped > 0 and np.linalg.norm(fusion.map.positions - centre, axis=1).max() <= 2.0
+    after = dict(zip(fusion.map.keys, fusion.voxel_instances()))
+    assert len(after) == len(before) - dropped
+    changed = [k for k, v in after.items() if before[k] != v]
+    assert len(changed) <= 0.01 * len(after)  # only where an instance lost its bulk (the stray-piece rule)
+    v = render_view(room, orbit_poses(room)[0])
+    report = fusion.add_frame(v.depth, v.camera, v.pose, np.zeros(v.depth.shape, np.uint16), {}, v.color)
+    assert report.points > 0 and len(fusion.map) > len(after)

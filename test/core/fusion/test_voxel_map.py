@@ -215,3 +215,25 @@ def test_rows_grow_with_the_new_voxels_not_with_the_points():
     np.testing.assert_array_equal(grown.counts, roomy.counts)
     assert len(grown) <= grown.capacity <= 1.5 * len(grown) + 16  # not a frame's worth of points per call
     assert grown.memory_bytes() <= grown.capacity * (grown.bytes_per_voxel + 16)  # rows + the hash table
+
+
+def test_keep_drops_voxels_and_the_rest_are_found_unchanged():
+    rng = np.random.default_rng(5)
+    m = VoxelMap(0.05)
+    pts = rng.uniform(-1, 1, (5000, 3))
+    m.integrate(pts, rng.integers(0, 255, (5000, 3)), rng.integers(0, 4, 5000).astype(np.int32))
+    near = np.linalg.norm(m.positions, axis=1) < 0.6
+    before = {k: (tuple(p), c, tuple(lab)) for k, p, c, lab in zip(m.keys[near], m.positions[near], m.counts[near],
+                                                                     m.votes[0][near])}
+    assert m.keep(near) == (~near).sum() and len(m) == near.sum()
+    after = {k: (tuple(p), c, tuple(lab)) for k, p, c, lab in zip(m.keys, m.positions, m.counts, m.votes[0])}
+    assert after == before
+    # the hash table follows: kept voxels are found, dropped ones are not, and a new point adds a voxel
+    inside = pts[np.linalg.norm(pts, axis=1) < 0.5]
+    assert (m.lookup(inside) >= 0).all()
+    far = pts[np.linalg.norm(pts, axis=1) > 0.8]
+    assert (m.lookup(far) == -1).all()
+    r = m.integrate(far[:1])
+    assert r.new_voxels == 1 and m.lookup(far[:1])[0] == len(m) - 1
+    with pytest.raises(ValueError):
+        m.keep(np.ones(3, bool))

@@ -51,6 +51,7 @@ class MapInstance:
     last_frame: int = -1
     confidence_sum: float = 0.0
     merged: list[int] = field(default_factory=list)  # ids of the instances merged into this one
+    missed: int = 0  # frames in a row that saw it (its voxels in view) but matched no mask to it
 
     def absorb(self, other: MapInstance) -> None:
         """Take over ``other``'s detections (it was the same object)."""
@@ -207,6 +208,12 @@ class SceneFusion:
                 self.instances[self._next_id] = MapInstance(self._next_id)
                 created.append(self._next_id)
                 self._next_id += 1
+        matched = set(assigned.values())
+        for i in ids[visible >= self.min_points]:
+            if int(i) not in matched:
+                self.instances[int(i)].missed += 1
+        for i in matched:
+            self.instances[i].missed = 0
         label_of_mask = np.zeros(len(values) + 1, np.int32)  # the last entry: points of no mask
         weight_of_mask = np.zeros(len(values) + 1, np.float32)
         for k, v in enumerate(values):
@@ -302,6 +309,25 @@ class SceneFusion:
         got[hit] = labels[keep][i[hit]]
         out[finite] = got
         return out
+
+    def state(self, instance: MapInstance, missing_after: int = 3) -> str:
+        """What a map object is now: ``tentative``, ``confirmed`` or ``missing``.
+
+        Tentative: not yet matched in ``confirm_frames`` frames. Missing: confirmed, but in view (its voxels
+        seen) and matched to no mask in the last ``missing_after`` frames that saw it.
+        """
+        if instance.frames < self.confirm_frames:
+            return 'tentative'
+        return 'missing' if instance.missed >= missing_after else 'confirmed'
+
+    def forget_beyond(self, center: np.ndarray, radius: float) -> int:
+        """Drop the voxels farther than ``radius`` metres from ``center`` (e.g. the camera); returns how many.
+
+        Bounds a long run in space (``max_voxels`` bounds it in size): what is left behind is forgotten.
+        Instances keep their records and ids; one whose voxels are all gone is simply not in the readout.
+        """
+        d = np.linalg.norm(self.map.positions.astype(np.float64) - np.asarray(center, np.float64), axis=1)
+        return self.map.keep(d <= radius)
 
     @property
     def camera_positions(self) -> np.ndarray:

@@ -64,6 +64,30 @@ class VoxelMap:
         self._vote_label = np.zeros((n, self.top_k), np.int32)
         self._vote_weight = np.zeros((n, self.top_k), np.float32)
 
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        """The per-row arrays, in one order (for growing and compacting)."""
+        return (self._keys, self._position, self._color, self._count, self._background, self._vote_label,
+                self._vote_weight)
+
+    def keep(self, rows: np.ndarray) -> int:
+        """Keep only the voxels ``rows`` selects (a bool mask over the rows); returns how many were dropped.
+
+        For a map bounded in space (a radius around the robot on a long run): the kept rows move up,
+        in their order, and the hash table is rebuilt. Row numbers change; labels and votes do not.
+        """
+        rows = np.asarray(rows, bool)
+        if rows.shape != (self._size,):
+            raise ValueError(f'rows must be a bool mask of the {self._size} voxels, got shape {rows.shape}')
+        kept = np.flatnonzero(rows)
+        for col in self._columns():
+            col[:len(kept)] = col[kept]
+            col[len(kept):self._size] = 0
+        dropped = self._size - len(kept)
+        self._size = len(kept)
+        self._table.fill(_EMPTY)
+        _rehash(self._keys, self._size, self._table)
+        return dropped
+
     @staticmethod
     def _table_size_for(rows: int) -> int:
         return 1 << max(4, int(2 * rows - 1).bit_length())  # a power of two, at least twice the rows
@@ -74,12 +98,10 @@ class VoxelMap:
         if self.max_voxels is not None:
             need = min(need, self.max_voxels)
         if need > len(self._keys):
-            old = (self._keys, self._position, self._color, self._count, self._background, self._vote_label,
-                   self._vote_weight)
+            old = self._columns()
             grown = max(need, len(self._keys) + len(self._keys) // 2)
             self._alloc(grown if self.max_voxels is None else min(grown, self.max_voxels))
-            for dst, src in zip((self._keys, self._position, self._color, self._count, self._background,
-                                 self._vote_label, self._vote_weight), old):
+            for dst, src in zip(self._columns(), old):
                 dst[:self._size] = src[:self._size]
         size = self._table_size_for(len(self._keys))
         if size > len(self._table):
