@@ -9,6 +9,7 @@ ones of :func:`instance_records`, so ``summary.json`` and the files agree.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,18 @@ def map_layers(fusion: SceneFusion, propagation: PropagationResult | None = None
         return MapLayers(label.astype(np.int32), cls[label], (support * conf[label]).astype(np.float32), direct)
     return MapLayers(np.zeros(len(label), np.int32), np.where(label > 0, label, -1).astype(np.int32),
                      (support * (label > 0)).astype(np.float32), direct)
+
+
+def inside_positions(m) -> np.ndarray:
+    """The voxels' mean positions, each nudged (by at most 0.1 % of a voxel) to lie strictly inside its voxel.
+
+    A mean on a voxel face (a wall at a whole centimetre) can round, in float32, into the neighbour; written
+    so, reading the map back would merge two voxels into one. Inside, every position finds its own voxel.
+    """
+    v = m.voxel_size
+    low = m.cells.astype(np.float64) * v
+    eps = max(1e-3 * v, 1e-6)
+    return np.clip(m.positions.astype(np.float64), low + eps, low + v - eps).astype(np.float32)
 
 
 def instance_records(fusion: SceneFusion, layers: MapLayers) -> list[dict]:
@@ -102,7 +115,7 @@ def export_scene(fusion: SceneFusion, out: str | Path, propagation: PropagationR
     records = instance_records(fusion, layers)
     m = fusion.map
     observations = np.minimum(m.counts, np.iinfo(np.uint16).max).astype(np.uint16)
-    write_ply(out / 'map.ply', m.positions, m.colors, {
+    write_ply(out / 'map.ply', inside_positions(m), m.colors, {
         'instance_id': layers.instance, 'class_id': layers.class_id, 'confidence': layers.confidence,
         'observations': observations})
     for old in (out / 'objects').glob('*.ply'):
@@ -119,13 +132,16 @@ def export_scene(fusion: SceneFusion, out: str | Path, propagation: PropagationR
     cv2.imwrite(str(out / 'top_view.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     total = max(len(m), 1)
     labelled = int((layers.class_id >= 0).sum())
-    return {
+    tables = {
         'voxels': len(m), 'voxel_size': m.voxel_size, 'mode': fusion.mode,
         'coverage': {'direct': round(int(layers.direct.sum()) / total, 4), 'after_propagation':
                      round(labelled / total, 4) if propagation is not None else None},
         'instances': records, 'classes': class_totals(fusion, layers, records, class_names),
-        'memory_bytes': m.memory_bytes(), 'bytes_per_voxel': m.bytes_per_voxel,
+        'memory_bytes': m.memory_bytes(), 'bytes_per_voxel': m.bytes_per_voxel, 'frames_fused': fusion.frames,
     }
+    # what load_scene needs to go on; vizion3d-fuse writes a fuller summary.json over it
+    (out / 'summary.json').write_text(json.dumps(tables, indent=2))
+    return tables
 
 
 def _rounded(v: np.ndarray) -> list[float]:
@@ -148,3 +164,44 @@ def label_cloud(fusion: SceneFusion, points: np.ndarray, propagation: Propagatio
     for inst in fusion.confirmed():
         cls[inst.id] = inst.class_id
     return got, cls[got]
+
+
+def load_scene(folder: str | Path, **options) -> SceneFusion:
+    """A map written by :func:`export_scene` (``map.ply`` + ``summary.json``), ready to fuse more frames into.
+
+    Each voxel comes back with its position, colour and observation count, and one vote for its label
+    (instance, or class in semantic mode) weighing what its observations at that confidence would; the
+    instances come back from the summary with their ids, classes and counts, so new frames associate with
+    them and new ids continue after the highest. What the files do not hold starts empty: the other
+    candidate votes, the background, the frames' poses. ``options`` go to :class:`SceneFusion`.
+    """
+    from ..io.plyio import read_ply
+    from .scene import MapInstance
+
+    folder = Path(folder)
+    try:
+        summary = json.loads((folder / 'summary.json').read_text())
+        ply = read_ply(folder / 'map.ply')
+        voxel, mode = float(summary['voxel_size']), summary.get('mode', 'instance')
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f'{folder}: not a saved map (map.ply and summary.json): {exc}') from exc
+    missing = {'x', 'y', 'z', 'red', 'green', 'blue', 'instance_id', 'class_id', 'confidence',
+               'observations'} - set(ply.dtype.names or ())
+    if missing:
+        raise ValueError(f'{folder / "map.ply"}: no {", ".join(sorted(missing))} properties')
+    fusion = SceneFusion(voxel_size=voxel, mode=mode, **options)
+    points = np.stack([ply['x'], ply['y'], ply['z']], axis=1).astype(np.float64)
+    colors = np.stack([ply['red'], ply['green'], ply['blue']], axis=1)
+    label = ply['instance_id'] if mode == 'instance' else np.maximum(ply['class_id'], 0)
+    weight = np.maximum(ply['confidence'], 1e-3) * np.maximum(ply['observations'], 1)
+    fusion.map.restore(points, colors, ply['observations'], label.astype(np.int32), weight.astype(np.float32))
+    for r in summary.get('instances', []):
+        inst = MapInstance(int(r['id']), class_votes={int(r['class_id']): float(r['confidence']) * r['frames_seen']},
+                           labels={int(r['class_id']): str(r['label'])}, frames=int(r['frames_seen']),
+                           first_frame=int(r['first_frame']), last_frame=int(r['last_frame']),
+                           confidence_sum=float(r['confidence']) * int(r['frames_seen']),
+                           merged=list(r.get('merged_ids', [])))
+        fusion.instances[inst.id] = inst
+    fusion._next_id = max(fusion.instances, default=0) + 1
+    fusion.frames = int(summary.get('frames_fused', 0))
+    return fusion

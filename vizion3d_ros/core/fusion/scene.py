@@ -341,6 +341,13 @@ class SceneFusion:
 
         return export_scene(self, out, propagation, class_names)
 
+    @classmethod
+    def load(cls, folder, **options) -> SceneFusion:
+        """A map saved by :meth:`export` (map.ply + summary.json) to go on with (:func:`.export.load_scene`)."""
+        from .export import load_scene
+
+        return load_scene(folder, **options)
+
     def confirmed(self) -> list[MapInstance]:
         """Instances seen in at least ``confirm_frames`` frames, by id."""
         return [self.instances[i] for i in sorted(self.instances) if self.instances[i].frames >= self.confirm_frames]

@@ -185,6 +185,22 @@ class VoxelMap:
         _accumulate(rows, pts, col, lab, np.ascontiguousarray(wgt), self._position, self._color, self._count,
                     self._vote_label, self._vote_weight)
 
+    def restore(self, positions: np.ndarray, colors: np.ndarray, counts: np.ndarray, labels: np.ndarray,
+                weights: np.ndarray) -> IntegrateResult:
+        """Add saved voxels (one row each: mean position, colour, observation count, one vote) as they were.
+
+        For a map read back from its PLY: each position lies inside its own voxel, so it finds the same key.
+        """
+        placed = self.insert(positions)
+        ok = placed.rows >= 0
+        rows = placed.rows[ok]
+        self._position[rows] = np.asarray(positions, np.float32)[ok]
+        self._color[rows] = np.asarray(colors, np.float32)[ok]
+        self._count[rows] = np.asarray(counts, np.uint32)[ok]
+        self._vote_label[rows, 0] = np.asarray(labels, np.int32)[ok]
+        self._vote_weight[rows, 0] = np.where(self._vote_label[rows, 0] != 0, np.asarray(weights, np.float32)[ok], 0)
+        return placed
+
     @staticmethod
     def _points(points: np.ndarray) -> np.ndarray:
         pts = np.asarray(points, np.float64)
