@@ -1,12 +1,16 @@
-"""vizion3d_player: publish an RGB-D frame as Image + CameraInfo + organised XYZRGB PointCloud2.
+"""vizion3d_player: publish RGB-D frames as Image + CameraInfo + organised XYZRGB PointCloud2 (+ their poses).
 
 Stands in for a camera driver: same stamps on all three, the optical frame as frame_id, and the cloud
-back-projected from the registered depth like ``depth_image_proc/point_cloud_xyzrgb`` does.
+back-projected from the registered depth like ``depth_image_proc/point_cloud_xyzrgb`` does. One frame is
+published again and again (``--frame``); a posed sequence (``--frames`` posed RGB-D folder, ``--tum``,
+``--bag``) is replayed in order at ``--rate``, each frame's camera pose published on ``/tf`` as
+``world_frame -> frame_id`` with the frame's stamp, as a robot's localisation would (for the map node).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import numpy as np
 import rclpy
@@ -16,14 +20,15 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from ..core.camera.pinhole import PinholeIntrinsics
 from ..core.io.rgbd import RGBDFrame, depth_to_points_optical
 from ..ros.conversions import rgb_to_image, xyzrgb_to_pointcloud2
 from .scenes import load_scene
 
 
-def camera_info_msg(frame: RGBDFrame, header: Header) -> CameraInfo:
-    """CameraInfo of an undistorted pinhole camera."""
-    c = frame.camera
+def camera_info_msg(frame: RGBDFrame | PinholeIntrinsics, header: Header) -> CameraInfo:
+    """CameraInfo of an undistorted pinhole camera (a frame's, or the camera itself)."""
+    c = frame if isinstance(frame, PinholeIntrinsics) else frame.camera
     return CameraInfo(header=header, width=c.width, height=c.height, distortion_model='plumb_bob',
                       d=[0.0] * 5, k=c.matrix().reshape(-1).tolist(),
                       r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
@@ -61,6 +66,91 @@ class FramePlayer(Node):
             raise SystemExit(0)
 
 
+def transform_msg(pose: np.ndarray, header: Header, child: str):
+    """``geometry_msgs/TransformStamped`` of a 4x4 ``pose`` (child -> header.frame_id)."""
+    from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_matrix(np.asarray(pose, np.float64)[:3, :3]).as_quat()
+    t = np.asarray(pose, np.float64)[:3, 3]
+    return TransformStamped(header=header, child_frame_id=child, transform=Transform(
+        translation=Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+        rotation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
+
+
+class SequencePlayer(Node):
+    """Replays a posed sequence: each frame's images and cloud, and its pose on /tf, with a fresh stamp."""
+
+    def __init__(self, sequence, frame_id: str, world_frame: str, rate_hz: float, loops: int,
+                 wait_s: float = 10.0) -> None:
+        super().__init__('vizion3d_player')
+        from tf2_msgs.msg import TFMessage
+
+        # a short sequence must not be spent before anyone listens: wait (up to wait_s) for a subscriber
+        self.wait_until = time.monotonic() + wait_s
+        self.sequence, self.frame_id, self.world_frame, self.loops = sequence, frame_id, world_frame, loops
+        self.index, self.loop, self.sent, self.skipped = 0, 0, 0, 0
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.create_publisher(Image, 'camera/color/image_raw', qos)
+        self.info_pub = self.create_publisher(CameraInfo, 'camera/color/camera_info', qos)
+        self.cloud_pub = self.create_publisher(PointCloud2, 'camera/depth_registered/points', qos)
+        self.tf_pub = self.create_publisher(TFMessage, '/tf', QoSProfile(depth=100,
+                                                                         reliability=ReliabilityPolicy.RELIABLE))
+        self._tf_message = TFMessage
+        self.timer = self.create_timer(1.0 / rate_hz, self.publish_next)
+        self.get_logger().info(f'replaying {len(sequence)} posed frames at {rate_hz} Hz, poses on /tf as '
+                               f'{world_frame} -> {frame_id}' + (f', {loops} time(s)' if loops else ', looping'))
+
+    def publish_next(self) -> None:
+        """Publish the next frame (its pose first, so that a listener has it when the cloud arrives)."""
+        from ..core.io.posed import FrameError
+
+        if self.sent == 0 and self.cloud_pub.get_subscription_count() == 0 and time.monotonic() < self.wait_until:
+            return
+        if self.index >= len(self.sequence):
+            self.index, self.loop = 0, self.loop + 1
+            if self.loops and self.loop >= self.loops:
+                raise SystemExit(0)
+        try:
+            f = self.sequence[self.index]
+        except FrameError as exc:
+            self.skipped += 1
+            self.get_logger().warning(f'skipping a frame: {exc}')
+            self.index += 1
+            return
+        self.index += 1
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        world = Header(stamp=header.stamp, frame_id=self.world_frame)
+        self.tf_pub.publish(self._tf_message(transforms=[transform_msg(f.pose, world, self.frame_id)]))
+        image = rgb_to_image(f.frame.color)
+        image.header = header
+        xyz = depth_to_points_optical(f.frame.depth, f.frame.camera)
+        cloud = xyzrgb_to_pointcloud2(xyz, f.frame.color.reshape(-1, 3), width=f.frame.camera.width,
+                                      height=f.frame.camera.height)
+        cloud.header = header
+        self.image_pub.publish(image)
+        self.info_pub.publish(camera_info_msg(f.frame.camera, header))
+        self.cloud_pub.publish(cloud)
+        self.sent += 1
+
+
+def open_sequence(args: argparse.Namespace):
+    """The posed sequence the arguments name, or None for a single frame."""
+    if args.frames:
+        from ..core.io.posed import PosedRGBDFolder
+
+        return PosedRGBDFolder(args.frames)
+    if args.tum:
+        from ..core.io.tum import TumSequence
+
+        return TumSequence(args.tum)
+    if args.bag:
+        from ..core.io.bag import BagSequence
+
+        return BagSequence(args.bag)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point."""
     argv = sys.argv if argv is None else argv
@@ -68,12 +158,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='vizion3d_player', description=__doc__.splitlines()[0])
     p.add_argument('--frame', help="RGB-D folder (camera.json + color/depth), or 'bus'; "
                                    'default: ../shared TUM frame, else bus')
+    p.add_argument('--frames', metavar='DIR', help='replay a posed RGB-D folder (camera.json, color/, depth/, '
+                                                   'trajectory.log) with its poses on /tf')
+    p.add_argument('--tum', metavar='DIR', help='replay a TUM RGB-D sequence with its poses on /tf')
+    p.add_argument('--bag', metavar='PATH', help='replay the frames and poses of a rosbag2 (re-stamped)')
+    p.add_argument('--world-frame', default='odom', help='parent frame of the replayed poses (default odom)')
+    p.add_argument('--loops', type=int, default=1, help='replays of a sequence (0 = forever; default 1)')
+    p.add_argument('--wait', type=float, default=10.0,
+                   help='seconds a sequence waits for a subscriber to its cloud before starting (default 10)')
     p.add_argument('--rate', type=float, default=2.0, help='publish rate in Hz (default 2)')
     p.add_argument('--count', type=int, default=0, help='stop after this many frames (0 = forever)')
     p.add_argument('--frame-id', default='camera_color_optical_frame')
     args = p.parse_args(ros_args[1:])
+    if sum(bool(x) for x in (args.frame, args.frames, args.tum, args.bag)) > 1:
+        p.error('--frame, --frames, --tum and --bag exclude each other')
+    sequence = open_sequence(args)
     rclpy.init(args=argv)
-    node = FramePlayer(load_scene(args.frame), args.frame_id, args.rate, args.count)
+    if sequence is not None:
+        node = SequencePlayer(sequence, args.frame_id, args.world_frame, args.rate, args.loops, args.wait)
+    else:
+        node = FramePlayer(load_scene(args.frame), args.frame_id, args.rate, args.count)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
