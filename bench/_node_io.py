@@ -36,19 +36,21 @@ class NodeError(AssertionError):
 
 
 class NodeRun:
-    """``vizion3d_node`` with ``params`` (in ``namespace`` if given) as a child process, output in ``log_path``.
+    """``vizion3d_node`` (or another ``executable`` of the package) with ``params`` as a child process.
+
+    In ``namespace`` if given; its output goes to ``log_path``.
 
     The one way the bench scripts and the integration tests (``test/node_harness.py``) run the node.
     ``debug_log`` turns on the node's own logger at debug level (its per-frame timing line).
     """
 
     def __init__(self, log_path: Path, namespace: str = '', params: dict[str, str] | None = None,
-                 debug_log: bool = False) -> None:
-        self.cmd = ['vizion3d_node', '--ros-args'] + (['-r', f'__ns:={namespace}'] if namespace else [])
+                 debug_log: bool = False, executable: str = 'vizion3d_node') -> None:
+        self.cmd = [executable, '--ros-args'] + (['-r', f'__ns:={namespace}'] if namespace else [])
         for k, v in (params or {}).items():
             self.cmd += ['-p', f'{k}:={v}']
         if debug_log:  # the node's logger only: rcl's debug output would drown it
-            logger = '.'.join([*namespace.strip('/').split('/'), 'vizion3d_node']).lstrip('.')
+            logger = '.'.join([*namespace.strip('/').split('/'), executable]).lstrip('.')
             self.cmd += ['--log-level', f'{logger}:=debug']
         self.log_path = Path(log_path)
         env = dict(os.environ, PYTHONUNBUFFERED='1', RCUTILS_LOGGING_BUFFERED_STREAM='0')

@@ -109,12 +109,7 @@ class Client:
         return found()
 
     def spin_until(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return predicate()
+        return spin_until(self.node, predicate, timeout)
 
     def wait_matched(self, timeout: float = 60.0) -> None:
         """Wait until the node subscribes to every input with this client's reliability (what
@@ -153,6 +148,16 @@ class Client:
 
     def close(self) -> None:
         self.node.destroy_node()
+
+
+def spin_until(node: Node, predicate, timeout: float) -> bool:
+    """Spin ``node`` until ``predicate()`` holds (True) or ``timeout`` seconds pass (its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return predicate()
 
 
 def _subscriptions(node: Node, pub) -> list[str]:

@@ -22,20 +22,16 @@ while the node is not active (no subscriptions yet).
 """
 from __future__ import annotations
 
-import gc
 import os
-import sys
 import threading
 import time
 from collections import Counter, deque
 from dataclasses import replace
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
@@ -52,7 +48,6 @@ from ..core.pipeline import FramePipeline
 from ..core.render.overlay import render_overlay
 from ..core.segmentation.base import parse_class_filter
 from ..core.segmentation.models import ModelUnavailableError, resolve_model
-from .allocator import keep_large_buffers
 from .cloud_frames import CloudToCamera, make_tf_listener
 from .conversions import (
     CameraInfoError,
@@ -83,7 +78,7 @@ from .params import (
     settings_from_values,
     validate_settings,
 )
-from .shutdown import StopSignals
+from .shutdown import run_until_stopped
 from .stamps import REWIND_S, StampGate, stamp_ns
 from .sync import ApproximateSynchronizer
 
@@ -681,50 +676,13 @@ def _profile_hint() -> str:
 
 
 def main(args: list[str] | None = None, hard_exit: bool = False) -> int:
-    """Console entry point: run the node until SIGINT/SIGTERM.
-
-    ``hard_exit`` (the installed executable sets it) ends the process with ``os._exit`` once the node
-    and rclpy are shut down: third-party threads (torch, DDS) occasionally stalled interpreter teardown
-    for ~20 s after a clean shutdown, which launch and systemd would then escalate to SIGKILL.
-    """
-    keep_large_buffers()  # before the first big message: each VGA cloud would otherwise be fresh mmap pages
-    signals = StopSignals().install()  # before rclpy.init, whose handlers chain to these
-    rclpy.init(args=args)
-    node = None
-    try:
+    """Console entry point: run the node until SIGINT/SIGTERM (:func:`.shutdown.run_until_stopped`)."""
+    def make() -> Vizion3DNode:
         node = Vizion3DNode()
         node.start()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
-        # a signal shut the context down during startup (e.g. while the model was loading)
-    finally:
-        signals.stopping()
-        watchdog = threading.Timer(10.0, _give_up_cleanup)
-        watchdog.daemon = True
-        watchdog.start()
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-        # the DDS participant (and, with a shared-memory transport, its segment in /dev/shm) goes only
-        # when its last handle is collected, and os._exit below would skip that
-        node = None
-        gc.collect()
-        watchdog.cancel()
-    if hard_exit:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+        return node
 
-
-def _give_up_cleanup() -> None:
-    print('vizion3d_node: shutdown did not finish within 10 s; exiting anyway', file=sys.stderr, flush=True)
-    os._exit(1)
+    return run_until_stopped('vizion3d_node', make, args, hard_exit)
 
 
 if __name__ == '__main__':

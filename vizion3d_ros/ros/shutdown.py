@@ -13,7 +13,12 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -48,3 +53,59 @@ class StopSignals:
             raise KeyboardInterrupt(name)
         print(f'vizion3d_node: {name} received while shutting down; finishing the shutdown first',
               file=sys.stderr, flush=True)
+
+
+def run_until_stopped(name: str, make_node: Callable[[], Node], args: list[str] | None = None,
+                      hard_exit: bool = False) -> int:
+    """Run ``make_node()``'s node until SIGINT/SIGTERM and shut down cleanly; the executables' ``main``.
+
+    ``hard_exit`` (the installed executables set it) ends the process with ``os._exit`` once the node
+    and rclpy are shut down: third-party threads (torch, DDS) occasionally stalled interpreter teardown
+    for ~20 s after a clean shutdown, which launch and systemd would then escalate to SIGKILL. A cleanup
+    that takes over 10 s ends the process with exit code 1 and a line saying so.
+    """
+    import gc
+    import os
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    from .allocator import keep_large_buffers
+
+    keep_large_buffers()  # before the first big message: each VGA cloud would otherwise be fresh mmap pages
+    signals = StopSignals().install()  # before rclpy.init, whose handlers chain to these
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # a signal shut the context down during startup (e.g. while a model was loading)
+    finally:
+        signals.stopping()
+
+        def give_up() -> None:
+            print(f'{name}: shutdown did not finish within 10 s; exiting anyway', file=sys.stderr, flush=True)
+            os._exit(1)
+
+        watchdog = threading.Timer(10.0, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        # the DDS participant (and, with a shared-memory transport, its segment in /dev/shm) goes only
+        # when its last handle is collected, and os._exit below would skip that
+        node = None
+        gc.collect()
+        watchdog.cancel()
+    if hard_exit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
