@@ -1,0 +1,290 @@
+"""vizion3d_map_node over real DDS: a synthetic room seen from an orbit, fused into one map with stable ids.
+
+The node runs as its own process; this process plays vizion3d_node (objects with exact point_indices on
+organised optical-frame clouds) and the robot's localisation (world <- camera optical on /tf at each
+frame's stamp). Needs tf2_ros (built from ../shared/ros_src by ``make setup``).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+
+from vizion3d_ros.core.io.rgbd import depth_to_points_optical
+from vizion3d_ros.core.synthetic.multiview import EXACT_MASKS, frame_masks, furnished_room, orbit_poses, render_view
+from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3D, ObjectMask3DArray
+from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
+from vizion3d_ros.ros.messages import uint32_array
+from vizion3d_ros.ros.stamps import stamp_ns
+from vizion3d_ros.srv import ClearMap, SaveMap
+
+from node_harness import NodeRun, spin_until
+from ros_tools import require_ros_tools
+
+pytestmark = pytest.mark.integration
+
+WORLD, CAMERA = 'world', 'camera_optical'
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+NUM_VIEWS = 8
+
+
+class MapNodeProcess(NodeRun):
+    """``vizion3d_map_node`` as a child process (the harness vizion3d_node's tests use)."""
+
+    def __init__(self, log_path: Path, **params: str) -> None:
+        super().__init__(log_path, params=params, executable='vizion3d_map_node')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _tools():
+    require_ros_tools('tf2_ros')
+
+
+@pytest.fixture(scope='module')
+def scene():
+    rng = np.random.default_rng(11)
+    room = furnished_room(rng, num_objects=4)
+    frames = []
+    for pose in orbit_poses(room, num_views=NUM_VIEWS):
+        view = render_view(room, pose)
+        frames.append((view, frame_masks(room, view, rng, EXACT_MASKS)))
+    return room, frames
+
+
+@pytest.fixture(scope='module')
+def node(tmp_path_factory):
+    proc = MapNodeProcess(tmp_path_factory.mktemp('map_node') / 'node.log', world_frame=WORLD, voxel_size='0.04',
+                          consolidate_every='4', map_publish_period='0.3', diagnostics_period='0.3',
+                          tf_timeout='0.5')
+    proc.wait_for_log('map ready')
+    yield proc
+    assert proc.stop() == 0, proc.log()[-3000:]
+
+
+class MapClient:
+    def __init__(self) -> None:
+        from tf2_ros import TransformBroadcaster
+
+        self.node = Node('vizion3d_map_test_client')
+        self.objects_pub = self.node.create_publisher(ObjectMask3DArray, 'objects', RELIABLE)
+        self.cloud_pub = self.node.create_publisher(PointCloud2, 'points', RELIABLE)
+        self.tf = TransformBroadcaster(self.node)
+        self.maps: list[MapObject3DArray] = []
+        self.clouds: list[PointCloud2] = []
+        self.diags: list = []
+        self.node.create_subscription(MapObject3DArray, 'map_objects', self.maps.append, RELIABLE)
+        self.node.create_subscription(PointCloud2, 'map_points', self.clouds.append, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, QoSProfile(depth=20))
+        self._t = 2_000
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        self.diags.extend(s for s in msg.status if s.name.endswith('vizion3d_map_node: map'))
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        return spin_until(self.node, predicate, timeout)
+
+    def call(self, srv_type, name: str, request):
+        cli = self.node.create_client(srv_type, name)
+        assert cli.wait_for_service(timeout_sec=20.0), f'{name} did not appear'
+        future = cli.call_async(request)
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=60.0)
+        assert future.done(), f'no answer from {name}'
+        return future.result()
+
+    def send_tf(self, pose: np.ndarray, stamp) -> None:
+        from geometry_msgs.msg import TransformStamped
+
+        t = TransformStamped()
+        t.header.frame_id, t.child_frame_id, t.header.stamp = WORLD, CAMERA, stamp
+        tr = t.transform.translation
+        tr.x, tr.y, tr.z = pose[:3, 3].tolist()
+        q = t.transform.rotation
+        q.x, q.y, q.z, q.w = Rotation.from_matrix(pose[:3, :3]).as_quat().tolist()
+        self.tf.sendTransform(t)
+
+    def send(self, view, masks, with_tf: bool = True) -> Header:
+        self._t += 1
+        header = Header(frame_id=CAMERA, stamp=rclpy.time.Time(seconds=self._t).to_msg())
+        if with_tf:
+            self.send_tf(view.pose, header.stamp)
+        cam = view.camera
+        xyz = depth_to_points_optical(view.depth, cam)
+        cloud = xyzrgb_to_pointcloud2(xyz, view.color.reshape(-1, 3), header, width=cam.width, height=cam.height)
+        has_depth = np.isfinite(view.depth.reshape(-1))
+        flat = masks.labels.reshape(-1)
+        objs = []
+        for value, meta in sorted(masks.meta.items()):
+            idx = np.flatnonzero((flat == value) & has_depth)
+            o = ObjectMask3D(header=header, id=int(value), class_id=int(meta['class_id']), label=meta['label'],
+                             confidence=float(meta['confidence']))
+            o.point_indices = uint32_array(idx)
+            objs.append(o)
+        msg = ObjectMask3DArray(header=header, cloud_width=cam.width, cloud_height=cam.height,
+                                image_width=cam.width, image_height=cam.height, model='truth', objects=objs)
+        self.cloud_pub.publish(cloud)
+        self.objects_pub.publish(msg)
+        return header
+
+    def map_at(self, header: Header, timeout: float = 30.0) -> MapObject3DArray:
+        key = stamp_ns(header)
+        ok = self.spin_until(lambda: any(stamp_ns(m.header) == key for m in self.maps), timeout)
+        assert ok, f'no map_objects for the frame stamped {key}'
+        return next(m for m in self.maps if stamp_ns(m.header) == key)
+
+    def drop_count(self, reason: str) -> int:
+        for st in reversed(self.diags):
+            for kv in st.values:
+                if kv.key == f'dropped/{reason}':
+                    return int(kv.value)
+            return 0
+        return 0
+
+
+@pytest.fixture(scope='module')
+def client(ros, node):
+    c = MapClient()
+    ok = c.spin_until(lambda: c.objects_pub.get_subscription_count() > 0 and c.cloud_pub.get_subscription_count() > 0
+                      and c.tf.pub_tf.get_subscription_count() > 0 and c.node.count_publishers('map_objects') > 0,
+                      30.0)
+    assert ok, 'the map node did not subscribe to objects, points and /tf'
+    time.sleep(1.5)  # input_reliability auto: let the node switch to reliable before large messages
+    c.spin_until(lambda: False, 0.5)
+    yield c
+    c.node.destroy_node()
+
+
+def _ns(t) -> int:
+    return t.sec * 1_000_000_000 + t.nanosec
+
+
+def _nearest(msg: MapObject3DArray, center, class_id: int) -> MapObject3D | None:
+    same = [o for o in msg.objects if o.class_id == class_id and o.point_count > 0]
+    if not same:
+        return None
+    d = [np.linalg.norm(np.array([o.centroid.x, o.centroid.y, o.centroid.z]) - center) for o in same]
+    return same[int(np.argmin(d))] if min(d) < 0.6 else None
+
+
+def test_map_keeps_one_id_per_object_and_serves_points_save_clear(client, node, scene, tmp_path):
+    room, frames = scene
+    ids_of: dict[int, int] = {}  # true object -> map id
+    last = None
+    for view, masks in frames:
+        msg = client.map_at(client.send(view, masks))
+        assert msg.header.frame_id == WORLD
+        for value, truth in masks.truth.items():
+            if truth == 0:
+                continue
+            cls = int(room.class_ids[truth - 1])
+            obj = _nearest(msg, np.asarray(room.scene.objects[truth - 1].center), cls)
+            assert obj is not None, f'no map object of class {cls} near true object {truth}'
+            assert obj.label == masks.meta[value]['label']
+            assert ids_of.setdefault(truth, obj.id) == obj.id, f'true object {truth} changed id'
+        last = msg
+    assert len(set(ids_of.values())) == len(ids_of), f'two true objects share an id: {ids_of}'
+    assert last.frames_integrated == len(frames) and last.map_voxels > 1000
+    confirmed = [o for o in last.objects if o.state == MapObject3D.STATE_CONFIRMED]
+    assert {o.id for o in confirmed} >= set(ids_of.values())
+    for o in confirmed:
+        assert o.frames_seen >= 2 and _ns(o.last_seen) >= _ns(o.first_seen) > 0
+
+    # map_points: the fields, one point per voxel
+    start = len(client.clouds)
+    assert client.spin_until(lambda: len(client.clouds) > start, 10.0), 'no map_points'
+    cloud = client.clouds[-1]
+    assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb', 'instance_id', 'class_id', 'confidence']
+    assert cloud.header.frame_id == WORLD and cloud.width * cloud.height == last.map_voxels
+    pts = np.frombuffer(cloud.data, np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('rgb', '<u4'),
+                                              ('instance_id', '<u4'), ('class_id', '<i4'), ('confidence', '<f4')]))
+    assert set(np.unique(pts['instance_id'][pts['instance_id'] > 0]).tolist()) <= {o.id for o in confirmed}
+
+    # a frame without TF: dropped and counted, the map stays
+    view, masks = frames[0]
+    before = client.drop_count('no_transform')
+    header = client.send(view, masks, with_tf=False)
+    assert client.spin_until(lambda: client.drop_count('no_transform') > before, 10.0), 'no no_transform drop'
+    assert not any(stamp_ns(m.header) == stamp_ns(header) for m in client.maps)
+    node.wait_for_log(r'frame dropped \(no_transform')
+
+    # save
+    out = tmp_path / 'saved'
+    res = client.call(SaveMap, '/vizion3d_map_node/save_map', SaveMap.Request(path=str(out)))
+    assert res.success, res.message
+    assert (out / 'map.ply').is_file() and (out / 'summary.json').is_file()
+    assert str(out / 'map.ply') in res.files
+
+    # clear: the next map has nothing but the new frame
+    start = len(client.maps)
+    res = client.call(ClearMap, '/vizion3d_map_node/clear_map', ClearMap.Request())
+    assert res.success and res.voxels_cleared == last.map_voxels and res.objects_cleared >= len(ids_of)
+    assert client.spin_until(lambda: len(client.maps) > start, 10.0), 'no map_objects after clear_map'
+    assert client.maps[-1].map_voxels == 0 and not client.maps[-1].objects and client.maps[-1].frames_integrated == 0
+    view, masks = frames[1]
+    msg = client.map_at(client.send(view, masks))
+    assert msg.frames_integrated == 1
+    assert all(o.state == MapObject3D.STATE_TENTATIVE and o.frames_seen == 1 for o in msg.objects)
+    assert min(o.id for o in msg.objects) == 1
+
+
+def test_bad_input_is_dropped_and_counted_and_the_map_stays(client, node, scene):
+    from geometry_msgs.msg import TransformStamped
+
+    room, frames = scene
+    view, masks = frames[2]
+    base = client.map_at(client.send(view, masks))  # a map to keep
+    counts = {r: client.drop_count(r) for r in ('bad_objects', 'bad_cloud', 'no_transform', 'bad_transform')}
+
+    def dropped(reason):
+        return client.drop_count(reason) > counts[reason]
+
+    # objects indexing past the cloud (each bad frame waits for its drop: the mailbox keeps the newest only)
+    client._t += 1
+    header = Header(frame_id=CAMERA, stamp=rclpy.time.Time(seconds=client._t).to_msg())
+    bad = ObjectMask3DArray(header=header, cloud_width=view.camera.width, cloud_height=view.camera.height,
+                            objects=[ObjectMask3D(header=header, id=1, class_id=56, label='chair', confidence=0.9)])
+    bad.objects[0].point_indices = uint32_array(np.array([0, view.camera.width * view.camera.height + 5]))
+    client.send_tf(view.pose, header.stamp)
+    cloud = xyzrgb_to_pointcloud2(depth_to_points_optical(view.depth, view.camera), view.color.reshape(-1, 3), header,
+                                  width=view.camera.width, height=view.camera.height)
+    client.cloud_pub.publish(cloud)
+    client.objects_pub.publish(bad)
+    assert client.spin_until(lambda: dropped('bad_objects'), 10.0), counts
+    # a malformed cloud (data cut short)
+    client._t += 1
+    header2 = Header(frame_id=CAMERA, stamp=rclpy.time.Time(seconds=client._t).to_msg())
+    client.send_tf(view.pose, header2.stamp)
+    short = PointCloud2(header=header2, height=cloud.height, width=cloud.width, fields=cloud.fields,
+                        is_bigendian=False, point_step=cloud.point_step, row_step=cloud.row_step,
+                        data=bytes(cloud.data)[:1000], is_dense=False)
+    bad2 = ObjectMask3DArray(header=header2, cloud_width=cloud.width, cloud_height=cloud.height)
+    client.cloud_pub.publish(short)
+    client.objects_pub.publish(bad2)
+    assert client.spin_until(lambda: dropped('bad_cloud'), 10.0), counts
+    # a NaN pose, in a frame of its own (tf2 itself may refuse it: then it is a frame without transform)
+    client._t += 1
+    header3 = Header(frame_id='camera_nan', stamp=rclpy.time.Time(seconds=client._t).to_msg())
+    t = TransformStamped()
+    t.header.frame_id, t.child_frame_id, t.header.stamp = WORLD, 'camera_nan', header3.stamp
+    t.transform.translation.x = float('nan')
+    t.transform.rotation.w = 1.0
+    client.tf.sendTransform(t)
+    cloud.header = header3
+    bad3 = ObjectMask3DArray(header=header3, cloud_width=cloud.width, cloud_height=cloud.height)
+    client.cloud_pub.publish(cloud)
+    client.objects_pub.publish(bad3)
+    assert client.spin_until(lambda: dropped('no_transform') or dropped('bad_transform'), 10.0), counts
+    assert node.proc.poll() is None
+    # the map is intact and the next good frame is integrated on top of it
+    msg = client.map_at(client.send(view, masks))
+    assert msg.frames_integrated == base.frames_integrated + 1
+    assert msg.map_voxels >= base.map_voxels and {o.id for o in base.objects} <= {o.id for o in msg.objects}
+    assert 'Traceback' not in node.log()

@@ -1,0 +1,57 @@
+"""The map node's pure helpers, without DDS: pose checks, per-point labels, the map cloud's layout."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Transform
+
+from vizion3d_ros.core.fusion.scene import SceneFusion
+from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
+from vizion3d_ros.ros.map_node import MAP_POINT_DTYPE, FrameDropped, map_cloud, point_labels, rigid_pose
+from vizion3d_ros.ros.messages import uint32_array
+
+
+def test_rigid_pose_refuses_nan_and_non_rotations():
+    t = Transform()
+    t.translation.x = 1.0
+    assert np.allclose(rigid_pose(t)[:3, 3], [1, 0, 0])
+    t.translation.y = float('nan')
+    with pytest.raises(FrameDropped) as exc:
+        rigid_pose(t)
+    assert exc.value.reason == 'bad_transform'
+    t.translation.y, t.rotation.w = 0.0, 2.0
+    with pytest.raises(FrameDropped):
+        rigid_pose(t)
+
+
+def _objects(*groups):
+    objs = []
+    for k, idx in enumerate(groups, start=1):
+        o = ObjectMask3D(id=k, class_id=56, label='chair', confidence=0.8)
+        o.point_indices = uint32_array(np.asarray(idx))
+        objs.append(o)
+    return ObjectMask3DArray(objects=objs)
+
+
+def test_point_labels_scatter_ids_and_refuse_indices_past_the_cloud():
+    labels, meta = point_labels(_objects([0, 2], [3]), 5)
+    assert labels.tolist() == [1, 0, 1, 2, 0] and meta[2]['class_id'] == 56
+    with pytest.raises(FrameDropped) as exc:
+        point_labels(_objects([0, 5]), 5)
+    assert exc.value.reason == 'bad_objects'
+
+
+def test_map_cloud_has_one_point_per_voxel_with_its_fields():
+    from std_msgs.msg import Header
+    f = SceneFusion(voxel_size=0.1, min_points=1)
+    pts = np.random.default_rng(0).uniform(0, 1, (500, 3)).astype(np.float32)
+    labels = (pts[:, 0] > 0.5).astype(np.int64)
+    for _ in range(2):
+        f.add_lifted(pts, np.eye(4), labels, {1: {'class_id': 3, 'label': 'x', 'confidence': 0.9}})
+    msg = map_cloud(f, Header(frame_id='odom'))
+    assert msg.width == len(f.map) and msg.point_step == MAP_POINT_DTYPE.itemsize
+    arr = np.frombuffer(msg.data, MAP_POINT_DTYPE)
+    assert set(np.unique(arr['instance_id']).tolist()) <= {0, 1} and (arr['instance_id'] == 1).any()
+    assert (arr['class_id'][arr['instance_id'] == 1] == 3).all()
+    empty = map_cloud(SceneFusion(), Header())
+    assert empty.width == 0 and len(empty.data) == 0
