@@ -25,7 +25,7 @@ from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3D, Object
 from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
 from vizion3d_ros.ros.messages import uint32_array
 from vizion3d_ros.ros.stamps import stamp_ns
-from vizion3d_ros.srv import ClearMap, SaveMap
+from vizion3d_ros.srv import ClearMap, LoadMap, SaveMap
 
 from node_harness import NodeRun, spin_until
 from ros_tools import require_ros_tools
@@ -174,7 +174,7 @@ def _nearest(msg: MapObject3DArray, center, class_id: int) -> MapObject3D | None
     return same[int(np.argmin(d))] if min(d) < 0.6 else None
 
 
-def test_map_keeps_one_id_per_object_and_serves_points_save_clear(client, node, scene, tmp_path):
+def test_map_keeps_one_id_per_object_and_serves_points_save_clear_load(client, node, scene, tmp_path):
     room, frames = scene
     ids_of: dict[int, int] = {}  # true object -> map id
     last = None
@@ -233,6 +233,22 @@ def test_map_keeps_one_id_per_object_and_serves_points_save_clear(client, node, 
     assert msg.frames_integrated == 1
     assert all(o.state == MapObject3D.STATE_TENTATIVE and o.frames_seen == 1 for o in msg.objects)
     assert min(o.id for o in msg.objects) == 1
+
+    # load: the saved map comes back with its ids, and a frame fused after it finds its objects
+    start = len(client.maps)
+    res = client.call(LoadMap, '/vizion3d_map_node/load_map', LoadMap.Request(path=str(out)))
+    assert res.success and res.map_voxels == last.map_voxels, res.message
+    assert client.spin_until(lambda: len(client.maps) > start, 10.0), 'no map_objects after load_map'
+    loaded = client.maps[-1]
+    assert {o.id: o.class_id for o in loaded.objects if o.state == MapObject3D.STATE_CONFIRMED} == \
+        {o.id: o.class_id for o in confirmed}
+    view, masks = frames[2]
+    msg = client.map_at(client.send(view, masks))
+    seen = {masks.truth[v] for v in masks.truth if masks.truth[v]}
+    assert {ids_of[t] for t in seen if t in ids_of} <= {o.id for o in msg.objects}
+    assert max(o.id for o in msg.objects) == max(o.id for o in loaded.objects)  # no new object opened
+    bad = client.call(LoadMap, '/vizion3d_map_node/load_map', LoadMap.Request(path=str(tmp_path / 'nothing')))
+    assert not bad.success and 'could not load' in bad.message
 
 
 def test_bad_input_is_dropped_and_counted_and_the_map_stays(client, node, scene):

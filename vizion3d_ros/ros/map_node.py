@@ -5,8 +5,8 @@ Inputs (remappable): ``objects`` (vizion3d_ros/ObjectMask3DArray, from vizion3d_
 ``map_objects`` (vizion3d_ros/MapObject3DArray, after every integrated frame), ``map_points`` (PointCloud2
 of the map voxels: x y z rgb instance_id class_id confidence, every ``map_publish_period`` s while somebody
 subscribes), ``/diagnostics`` (frames, voxels, drops per reason). Services: ``~/save_map`` (SaveMap: the
-files vizion3d-fuse writes, summary.json included) and ``~/clear_map`` (ClearMap). LoadMap is not served
-yet (SceneFusion has no reader for its own export).
+files vizion3d-fuse writes, summary.json included), ``~/clear_map`` (ClearMap) and ``~/load_map`` (LoadMap:
+such a folder back, ids kept; frames fused after it associate with its objects).
 
 Why this design:
 
@@ -44,7 +44,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3DArray
-from vizion3d_ros.srv import ClearMap, SaveMap
+from vizion3d_ros.srv import ClearMap, LoadMap, SaveMap
 
 from ..core.fusion.export import map_layers
 from ..core.fusion.scene import SceneFusion
@@ -212,6 +212,7 @@ class MapNode(Node):
         self.create_timer(max(float(p['diagnostics_period']), 0.1), self._publish_diagnostics)
         self.create_service(SaveMap, '~/save_map', self._save_map)
         self.create_service(ClearMap, '~/clear_map', self._clear_map)
+        self.create_service(LoadMap, '~/load_map', self._load_map)
         self._worker = threading.Thread(target=self._work, name='vizion3d_map_worker', daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -410,6 +411,37 @@ class MapNode(Node):
         response.success = True
         response.voxels_cleared, response.objects_cleared = int(voxels), int(objects)
         response.message = f'cleared {voxels} voxels and {objects} objects'
+        self.get_logger().info(response.message)
+        return response
+
+    def _load_map(self, request: LoadMap.Request, response: LoadMap.Response) -> LoadMap.Response:
+        """Replace the map with a saved one (save_map's or vizion3d-fuse's folder); a bad folder changes nothing."""
+        path = Path(request.path).expanduser()
+        try:
+            fusion = SceneFusion.load(path, max_voxels=self.max_voxels or None, confirm_frames=self.confirm_frames)
+        except (OSError, ValueError) as exc:
+            response.success = False
+            response.message = f'could not load a map from {path}: {exc}'
+            self.get_logger().error(response.message)
+            return response
+        if fusion.mode != 'instance':
+            response.success = False
+            response.message = f'{path} holds a {fusion.mode} map; this node keeps instance maps'
+            self.get_logger().error(response.message)
+            return response
+        with self._lock:
+            self.fusion = fusion
+            self._frame_stamps = []  # the saved map's frames are not replayed: their stamps read 0
+            self._merges = []
+            self._newest_ns = self.get_clock().now().nanoseconds  # the loaded map's stamp: when it was loaded
+            msg = self._map_message()
+            self._newest_ns = 0  # frames of any stamp may follow
+        self._map_pub.publish(msg)
+        response.success = True
+        response.map_voxels, response.objects = len(fusion.map), len(fusion.instances)
+        note = '' if fusion.map.voxel_size == self.voxel_size else \
+            f' (its voxel size {fusion.map.voxel_size:g} m replaces {self.voxel_size:g} m)'
+        response.message = f'loaded {len(fusion.map)} voxels and {len(fusion.instances)} objects from {path}{note}'
         self.get_logger().info(response.message)
         return response
 
