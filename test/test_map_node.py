@@ -20,7 +20,14 @@ from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
-from vizion3d_ros.core.synthetic.multiview import EXACT_MASKS, frame_masks, furnished_room, orbit_poses, render_view
+from vizion3d_ros.core.synthetic.multiview import (
+    EXACT_MASKS,
+    FrameMasks,
+    frame_masks,
+    furnished_room,
+    orbit_poses,
+    render_view,
+)
 from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
 from vizion3d_ros.ros.messages import uint32_array
@@ -249,6 +256,18 @@ def test_map_keeps_one_id_per_object_and_serves_points_save_clear_load(client, n
     assert max(o.id for o in msg.objects) == max(o.id for o in loaded.objects)  # no new object opened
     bad = client.call(LoadMap, '/vizion3d_map_node/load_map', LoadMap.Request(path=str(tmp_path / 'nothing')))
     assert not bad.success and 'could not load' in bad.message
+
+    # an object in view but no longer detected turns missing (after 3 such frames), and back when it is
+    gone_value = max((v for v in masks.meta if masks.truth.get(v)), key=lambda v: (masks.labels == v).sum())
+    gone_id = ids_of[masks.truth[gone_value]]
+    without = FrameMasks(np.where(masks.labels == gone_value, 0, masks.labels).astype(masks.labels.dtype),
+                         {k: m for k, m in masks.meta.items() if k != gone_value},
+                         {k: t for k, t in masks.truth.items() if k != gone_value})
+    states = [next(o.state for o in client.map_at(client.send(view, without)).objects if o.id == gone_id)
+              for _ in range(3)]
+    assert states == [MapObject3D.STATE_CONFIRMED] * 2 + [MapObject3D.STATE_MISSING]
+    back = client.map_at(client.send(view, masks))
+    assert next(o.state for o in back.objects if o.id == gone_id) == MapObject3D.STATE_CONFIRMED
 
 
 def test_bad_input_is_dropped_and_counted_and_the_map_stays(client, node, scene):

@@ -160,6 +160,11 @@ def object_voxel_labels(fusion: SceneFusion) -> np.ndarray:
     return np.where(confirmed > 0, confirmed, np.where(tentative[best], best, 0)).astype(np.int64)
 
 
+#: SceneFusion.state's words as MapObject3D's constants (missing: confirmed, in view and not detected lately).
+_STATES = {'tentative': MapObject3D.STATE_TENTATIVE, 'confirmed': MapObject3D.STATE_CONFIRMED,
+           'missing': MapObject3D.STATE_MISSING}
+
+
 def _time_msg(ns: int) -> TimeMsg:
     return TimeMsg(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
 
@@ -355,7 +360,7 @@ class MapNode(Node):
             last = stamps[inst.last_frame] if 0 <= inst.last_frame < len(stamps) else 0
             out.append(MapObject3D(
                 id=int(i), class_id=int(inst.class_id), label=inst.label, confidence=float(inst.confidence),
-                state=MapObject3D.STATE_CONFIRMED if inst.frames >= f.confirm_frames else MapObject3D.STATE_TENTATIVE,
+                state=_STATES[f.state(inst)],
                 centroid=_point(centroid), bbox_3d_center=pose_at(_point(center)),
                 bbox_3d_size=Vector3(x=sx, y=sy, z=sz), point_count=c,
                 first_seen=_time_msg(first), last_seen=_time_msg(last), frames_seen=int(inst.frames),
