@@ -39,7 +39,7 @@ from ros_tools import require_ros_tools
 
 pytestmark = pytest.mark.integration
 
-WORLD, CAMERA = 'world', 'camera_optical'
+WORLD, CAMERA = 'odom', 'camera_optical'
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NUM_VIEWS = 8
 
@@ -69,9 +69,8 @@ def scene():
 
 @pytest.fixture(scope='module')
 def node(tmp_path_factory):
-    proc = MapNodeProcess(tmp_path_factory.mktemp('map_node') / 'node.log', world_frame=WORLD, voxel_size='0.04',
-                          consolidate_every='4', map_publish_period='0.3', diagnostics_period='0.3',
-                          tf_timeout='0.5')
+    # the defaults: world_frame odom (the TF published here), 2 cm voxels, consolidation every 10 frames
+    proc = MapNodeProcess(tmp_path_factory.mktemp('map_node') / 'node.log')
     proc.wait_for_log('map ready')
     yield proc
     assert proc.stop() == 0, proc.log()[-3000:]
