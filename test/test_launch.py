@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,10 @@ def _tools():
 class Launch:
     """``ros2 launch ARGS`` under launch_supervisor.py; its output in ``log_path``."""
 
-    def __init__(self, log_path: Path, *args: str) -> None:
+    def __init__(self, log_path: Path, *args: str, launch_file: str = 'vizion3d.launch.py') -> None:
         self.log_path = log_path
         cmd = [sys.executable, str(HERE / 'launch_supervisor.py'), str(log_path),
-               'ros2', 'launch', 'vizion3d_ros', 'vizion3d.launch.py', *args]
+               'ros2', 'launch', 'vizion3d_ros', launch_file, *args]
         self.supervisor = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
         self.pid = json.loads(self.supervisor.stdout.readline())['started']  # ros2 launch = its group's leader
@@ -100,9 +101,9 @@ def launch(tmp_path, model_pt):
     """Start ``ros2 launch`` with the checkpoint and the remaps; extra launch arguments as parameters."""
     started: list[Launch] = []
 
-    def start(*args: str, model: Path = model_pt) -> Launch:
+    def start(*args: str, model: Path = model_pt, launch_file: str = 'vizion3d.launch.py') -> Launch:
         run = Launch(tmp_path / f'launch{len(started)}.log', f'model:={model}',
-                     *(f'{k}:={v}' for k, v in REMAPS.items()), *args)
+                     *(f'{k}:={v}' for k, v in REMAPS.items()), *args, launch_file=launch_file)
         started.append(run)
         return run
     yield start
@@ -197,3 +198,24 @@ def test_a_missing_model_leaves_the_launched_node_up_and_saying_why(launch, clie
     lifecycle = Lifecycle(client)
     assert lifecycle.state() in ('unconfigured', 'inactive')
     _stop_cleanly(run, lambda: os.killpg(run.pid, signal.SIGINT))
+
+
+def test_the_map_launch_brings_up_both_nodes_wired_together_and_stops_them(launch, client):
+    """vizion3d_map.launch.py: vizion3d_node active, the map node on its objects and the same cloud topic."""
+    run = launch(launch_file='vizion3d_map.launch.py')
+    run.wait_for_log(r'model \S+ loaded on cpu', timeout=120)
+    run.wait_for_log(r"map ready: world_frame 'odom'", timeout=60)
+    Lifecycle(client).wait_for_state('active')
+    node = client.node
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        cloud_readers = {i.node_name for i in node.get_subscriptions_info_by_topic(REMAPS['points'])}
+        object_readers = {i.node_name for i in node.get_subscriptions_info_by_topic('/objects')}
+        if {'vizion3d_node', 'vizion3d_map_node'} <= cloud_readers and 'vizion3d_map_node' in object_readers:
+            break
+        time.sleep(0.2)
+    assert {'vizion3d_node', 'vizion3d_map_node'} <= cloud_readers, cloud_readers
+    assert 'vizion3d_map_node' in object_readers, object_readers
+    map_pid = int(run.wait_for_log(r'\[vizion3d_map_node-2\]: process started with pid \[(\d+)\]').group(1))
+    _stop_cleanly(run, lambda: os.killpg(run.pid, signal.SIGINT))
+    assert run.exit_code(map_pid) == 0, run.log()[-5000:]

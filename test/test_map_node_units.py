@@ -55,3 +55,20 @@ def test_map_cloud_has_one_point_per_voxel_with_its_fields():
     assert (arr['class_id'][arr['instance_id'] == 1] == 3).all()
     empty = map_cloud(SceneFusion(), Header())
     assert empty.width == 0 and len(empty.data) == 0
+
+
+def test_the_map_params_file_holds_every_parameter_at_its_default_with_a_comment():
+    from pathlib import Path
+
+    import yaml
+
+    from vizion3d_ros.ros.map_node import PARAMS
+
+    path = Path(__file__).resolve().parents[1] / 'config' / 'vizion3d_map.yaml'
+    params = yaml.safe_load(path.read_text())['vizion3d_map_node']['ros__parameters']
+    assert params == PARAMS  # the file documents the defaults; a launch with it changes nothing
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        key = line.strip().split(':')[0]
+        if line.startswith('    ') and key in PARAMS:
+            assert lines[i - 1].lstrip().startswith('#'), f'{path.name}:{i + 1}: {key} has no comment above'
