@@ -11,7 +11,6 @@ raises :class:`FrameError` for that frame only, so that a caller can skip it and
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..camera.pinhole import PinholeIntrinsics
-from .rgbd import RGBDFrame, read_camera_json, read_rgbd
+from .rgbd import RGBDFrame, read_camera_json, read_rgbd, write_camera_json, write_rgbd
 
 COLOR_SUFFIXES = ('.png', '.jpg', '.jpeg')
 #: A pose's rotation may differ from a rotation by this much (max |R^T R - I|) before it is refused.
@@ -179,22 +178,36 @@ def write_posed_folder(folder: str | Path, camera: PinholeIntrinsics, frames: li
     The layout :class:`PosedRGBDFolder` reads (PNG colour, uint16 depth with NaN as 0), for tools that
     convert recordings and for tests.
     """
-    import cv2
-
     folder = Path(folder)
     (folder / 'color').mkdir(parents=True, exist_ok=True)
     (folder / 'depth').mkdir(exist_ok=True)
-    meta = {'fx': camera.fx, 'fy': camera.fy, 'cx': camera.cx, 'cy': camera.cy, 'width': camera.width,
-            'height': camera.height, 'depth_scale': depth_scale}
-    (folder / 'camera.json').write_text(json.dumps(meta, indent=1))
+    write_camera_json(folder / 'camera.json', camera, depth_scale)
     stems, log = [], []
     for i, (color, depth, pose) in enumerate(frames):
         stem = f'{i:05d}'
-        raw = np.nan_to_num(np.asarray(depth, np.float64) * depth_scale, nan=0.0, posinf=0.0, neginf=0.0)
-        cv2.imwrite(str(folder / 'color' / f'{stem}.png'), cv2.cvtColor(np.asarray(color, np.uint8), cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(folder / 'depth' / f'{stem}.png'), np.clip(np.rint(raw), 0, 65535).astype(np.uint16))
+        write_rgbd(folder / 'color' / f'{stem}.png', folder / 'depth' / f'{stem}.png', color, depth, depth_scale)
         log.append(f'{i} {i} {i + 1}')
         log += [' '.join(f'{v:.17g}' for v in row) for row in np.asarray(pose, np.float64)]
         stems.append(stem)
     (folder / 'trajectory.log').write_text('\n'.join(log) + '\n')
     return stems
+
+
+def open_posed_sequence(frames: str | Path | None = None, tum: str | Path | None = None,
+                        bag: str | Path | None = None, **bag_options) -> PosedSequence:
+    """The posed frames of a Redwood-layout folder, a TUM sequence or a rosbag2 (exactly one of them).
+
+    ``bag_options`` go to :class:`~vizion3d_ros.core.io.bag.BagSequence` (topics, frames). For the tools
+    that take ``--frames``, ``--tum`` or ``--bag``.
+    """
+    if sum(x is not None for x in (frames, tum, bag)) != 1:
+        raise ValueError('name exactly one of frames, tum and bag')
+    if frames is not None:
+        return PosedRGBDFolder(frames)
+    if tum is not None:
+        from .tum import TumSequence
+
+        return TumSequence(tum)
+    from .bag import BagSequence
+
+    return BagSequence(bag, **bag_options)

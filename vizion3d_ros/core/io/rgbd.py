@@ -68,6 +68,26 @@ def read_camera_json(path: str | Path) -> tuple[PinholeIntrinsics, float]:
     return cam, scale
 
 
+def write_camera_json(path: str | Path, cam: PinholeIntrinsics, depth_scale: float) -> None:
+    """Write ``camera.json`` as :func:`read_camera_json` reads it."""
+    meta = {'fx': cam.fx, 'fy': cam.fy, 'cx': cam.cx, 'cy': cam.cy, 'width': cam.width, 'height': cam.height,
+            'depth_scale': depth_scale}
+    Path(path).write_text(json.dumps(meta, indent=1))
+
+
+def write_rgbd(color_path: str | Path, depth_path: str | Path, color: np.ndarray, depth: np.ndarray,
+               depth_scale: float) -> None:
+    """Write a colour image (RGB) and its depth (metres, NaN = none) as :func:`read_rgbd` reads them.
+
+    The depth becomes uint16 ``depth * depth_scale`` (0 where there is none or it does not fit).
+    """
+    import cv2
+
+    raw = np.nan_to_num(np.asarray(depth, np.float64) * depth_scale, nan=0.0, posinf=0.0, neginf=0.0)
+    cv2.imwrite(str(color_path), cv2.cvtColor(np.asarray(color, np.uint8), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(depth_path), np.clip(np.rint(raw), 0, 65535).astype(np.uint16))
+
+
 def read_rgbd(color_path: str | Path, depth_path: str | Path, cam: PinholeIntrinsics, depth_scale: float,
               name: str = '') -> RGBDFrame:
     """One colour image and its registered depth image (``depth_scale`` units per metre, 0 = none)."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..camera.pinhole import PinholeIntrinsics
 from .posed import PosedFolderError, PosedFrame, PosedSequence
-from .rgbd import read_camera_json
+from .rgbd import read_camera_json, write_camera_json, write_rgbd
 
 TUM_DEFAULT_CAMERA = PinholeIntrinsics(fx=525.0, fy=525.0, cx=319.5, cy=239.5, width=640, height=480)
 TUM_DEPTH_SCALE = 5000.0
@@ -101,23 +101,16 @@ def write_tum_sequence(folder: str | Path, camera: PinholeIntrinsics, frames: li
     Colour at ``t0 + i * dt``, depth ``depth_offset`` later (TUM's two streams are not simultaneous),
     ground truth at the colour stamps, and a ``camera.json`` (the reader's override of TUM's default).
     """
-    import json
-
-    import cv2
     from scipy.spatial.transform import Rotation
 
     folder = Path(folder)
     (folder / 'rgb').mkdir(parents=True, exist_ok=True)
     (folder / 'depth').mkdir(exist_ok=True)
-    meta = {'fx': camera.fx, 'fy': camera.fy, 'cx': camera.cx, 'cy': camera.cy, 'width': camera.width,
-            'height': camera.height, 'depth_scale': TUM_DEPTH_SCALE}
-    (folder / 'camera.json').write_text(json.dumps(meta, indent=1))
+    write_camera_json(folder / 'camera.json', camera, TUM_DEPTH_SCALE)
     rgb, depth, gt, stems = ['# timestamp filename'], ['# timestamp filename'], ['# timestamp tx ty tz qx qy qz qw'], []
     for i, (color, d, pose) in enumerate(frames):
         t, td = t0 + i * dt, t0 + i * dt + depth_offset
-        raw = np.nan_to_num(np.asarray(d, np.float64) * TUM_DEPTH_SCALE, nan=0.0, posinf=0.0, neginf=0.0)
-        cv2.imwrite(str(folder / 'rgb' / f'{t:.6f}.png'), cv2.cvtColor(np.asarray(color, np.uint8), cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(folder / 'depth' / f'{td:.6f}.png'), np.clip(np.rint(raw), 0, 65535).astype(np.uint16))
+        write_rgbd(folder / 'rgb' / f'{t:.6f}.png', folder / 'depth' / f'{td:.6f}.png', color, d, TUM_DEPTH_SCALE)
         rgb.append(f'{t:.6f} rgb/{t:.6f}.png')
         depth.append(f'{td:.6f} depth/{td:.6f}.png')
         pose = np.asarray(pose, np.float64)
