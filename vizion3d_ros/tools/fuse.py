@@ -67,18 +67,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def open_sequence(args: argparse.Namespace):
     """The frames named on the command line (a :class:`~vizion3d_ros.core.io.posed.PosedSequence`)."""
-    if args.frames:
-        from ..core.io.posed import PosedRGBDFolder
+    from ..core.io.posed import open_posed_sequence
 
-        return PosedRGBDFolder(args.frames)
-    if args.tum:
-        from ..core.io.tum import TumSequence
-
-        return TumSequence(args.tum)
-    from ..core.io.bag import BagSequence
-
-    return BagSequence(args.bag, image_topic=args.image_topic, depth_topic=args.depth_topic,
-                       info_topic=args.info_topic, world_frame=args.world_frame, camera_frame=args.camera_frame)
+    if args.bag:
+        return open_posed_sequence(bag=args.bag, image_topic=args.image_topic, depth_topic=args.depth_topic,
+                                   info_topic=args.info_topic, world_frame=args.world_frame,
+                                   camera_frame=args.camera_frame)
+    return open_posed_sequence(frames=args.frames, tum=args.tum)
 
 
 class ModelMasks:

@@ -136,19 +136,11 @@ class SequencePlayer(Node):
 
 def open_sequence(args: argparse.Namespace):
     """The posed sequence the arguments name, or None for a single frame."""
-    if args.frames:
-        from ..core.io.posed import PosedRGBDFolder
+    from ..core.io.posed import open_posed_sequence
 
-        return PosedRGBDFolder(args.frames)
-    if args.tum:
-        from ..core.io.tum import TumSequence
-
-        return TumSequence(args.tum)
-    if args.bag:
-        from ..core.io.bag import BagSequence
-
-        return BagSequence(args.bag)
-    return None
+    if not (args.frames or args.tum or args.bag):
+        return None
+    return open_posed_sequence(frames=args.frames or None, tum=args.tum or None, bag=args.bag or None)
 
 
 def main(argv: list[str] | None = None) -> int:
