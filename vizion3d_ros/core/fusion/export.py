@@ -37,11 +37,8 @@ class MapLayers:
 
 def map_layers(fusion: SceneFusion, propagation: PropagationResult | None = None) -> MapLayers:
     """The labels of every voxel of ``fusion``'s map, with ``propagation``'s where given."""
-    _, _, share = fusion.map.best_labels()
-    if fusion.mode == 'instance':
-        direct_label = fusion.voxel_instances()
-    else:
-        direct_label = fusion.map.best_labels()[0]
+    best, _, share = fusion.map.best_labels()
+    direct_label = fusion.voxel_instances() if fusion.mode == 'instance' else best
     direct = direct_label > 0
     label = direct_label if propagation is None else np.asarray(propagation.labels, np.int64)
     support = np.where(direct, share, 0.0 if propagation is None else propagation.support)

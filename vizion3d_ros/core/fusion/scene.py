@@ -137,18 +137,10 @@ class SceneFusion:
         (optical) to world transform, ``labels`` (H, W) the frame's instance values (0 = none) that
         ``meta[value]`` describes (``class_id``, ``label``, ``confidence``), ``color`` (H, W, 3) uint8 RGB.
         """
-        frame = self.frames
-        self.frames += 1
         optical = depth_to_points_optical(np.asarray(depth, np.float32), camera)
-        pose = np.asarray(pose, np.float64)
-        world = transform_points(optical, pose)
-        self.camera_poses.append(pose.copy())
-        self.cameras.append(camera)
-        colors = None if color is None else np.asarray(color, np.uint8).reshape(-1, 3)
+        frame, world, colors = self._begin_frame(optical, pose, color, camera)
         if self.mode == 'semantic':
-            done = self.map.integrate(world, colors, np.asarray(labels, np.int32).reshape(-1), 1.0)
-            return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid,
-                               dropped_full=done.dropped_full)
+            return self._fuse_classes(frame, world, colors, np.asarray(labels).reshape(-1))
         values = [v for v in sorted(meta) if v != 0]
         # the map's side (compiled, GIL-free kernels) runs on the helper thread while the masks are lifted:
         # the instance each point's voxel holds now, before this frame votes (a new voxel holds none)
@@ -169,18 +161,9 @@ class SceneFusion:
         labels = np.asarray(point_labels).reshape(-1)
         if pts.ndim != 2 or pts.shape[1] != 3 or len(labels) != len(pts):
             raise ValueError(f'points must be (N, 3) and point_labels (N,), got {pts.shape} and {labels.shape}')
-        frame = self.frames
-        self.frames += 1
-        pose = np.asarray(pose, np.float64)
-        world = transform_points(pts, pose)
-        self.camera_poses.append(pose.copy())
-        if camera is not None:
-            self.cameras.append(camera)
-        colors = None if colors is None else np.asarray(colors, np.uint8).reshape(-1, 3)
+        frame, world, colors = self._begin_frame(pts, pose, colors, camera)
         if self.mode == 'semantic':
-            done = self.map.integrate(world, colors, labels.astype(np.int32), 1.0)
-            return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid,
-                               dropped_full=done.dropped_full)
+            return self._fuse_classes(frame, world, colors, labels)
         values = [v for v in sorted(meta) if v != 0]
         unknown = np.setdiff1d(np.unique(labels[labels != 0]), values)
         if len(unknown):
@@ -188,6 +171,25 @@ class SceneFusion:
         index = np.searchsorted(np.array(values, np.int64), labels)
         mask_of_point = np.where(labels != 0, index, -1).astype(np.int64)
         return self._fuse_lifted(frame, world, colors, mask_of_point, values, meta, *self._read_map(world))
+
+    def _begin_frame(self, points: np.ndarray, pose: np.ndarray, colors: np.ndarray | None,
+                     camera: PinholeIntrinsics | None) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """Count the frame, record its camera and move its points into the world: ``(frame, world, colors)``."""
+        frame = self.frames
+        self.frames += 1
+        pose = np.asarray(pose, np.float64)
+        self.camera_poses.append(pose.copy())
+        if camera is not None:
+            self.cameras.append(camera)
+        colors = None if colors is None else np.asarray(colors, np.uint8).reshape(-1, 3)
+        return frame, transform_points(points, pose), colors
+
+    def _fuse_classes(self, frame: int, world: np.ndarray, colors: np.ndarray | None,
+                      classes: np.ndarray) -> FrameReport:
+        """Semantic mode: each point votes for its class (0: unknown, no vote)."""
+        done = self.map.integrate(world, colors, classes.astype(np.int32), 1.0)
+        return FrameReport(frame=frame, assigned={}, created=[], points=len(world) - done.dropped_invalid,
+                           dropped_full=done.dropped_full)
 
     def _fuse_lifted(self, frame: int, world: np.ndarray, colors: np.ndarray | None, mask_of_point: np.ndarray,
                      values: list[int], meta: dict[int, dict], placed: IntegrateResult,
