@@ -25,12 +25,27 @@ DROP_REASONS: dict[str, str] = {
     'internal_error': 'an unexpected exception while processing the frame (a bug: please report it)',
 }
 
+#: vizion3d_map_node's drop reasons (frames, and pose messages), with what they mean.
+MAP_DROP_REASONS = {
+    'unpaired': 'an objects message or a cloud without its partner (same stamp) was pushed out of the buffer',
+    'out_of_order': 'the frame is older than the newest integrated one (by less than 5 s: a late frame)',
+    'no_transform': 'no world <- cloud frame transform in TF at the frame stamp within tf_timeout',
+    'no_pose': 'no pose on the pose topic around the frame stamp within tf_timeout (or a gap in the poses)',
+    'bad_transform': 'the TF transform holds NaN/inf or is not rigid',
+    'bad_pose': 'a pose/odom message with NaN/inf, a quaternion that is not a rotation, the wrong frame, '
+                'or older than the poses kept',
+    'bad_cloud': 'the point cloud cannot be read',
+    'bad_objects': 'the objects do not fit the cloud (indices past its size, size mismatch, duplicate ids)',
+    'superseded': 'a newer frame replaced it in the mailbox before the worker took it',
+    'internal_error': 'an unexpected exception while integrating the frame (a bug: please report it)',
+}
+
 
 class FrameRejectedError(Exception):
-    """A frame that cannot be processed; ``reason`` is one of :data:`DROP_REASONS`."""
+    """A frame that cannot be processed; ``reason`` is one of :data:`DROP_REASONS` (or :data:`MAP_DROP_REASONS`)."""
 
     def __init__(self, reason: str, message: str) -> None:
-        if reason not in DROP_REASONS:
+        if reason not in DROP_REASONS and reason not in MAP_DROP_REASONS:
             raise ValueError(f'unknown drop reason {reason!r}')
         super().__init__(message)
         self.reason = reason

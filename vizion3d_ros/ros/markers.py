@@ -103,12 +103,14 @@ class ObjectMarkers:
     """Turns each ObjectMask3DArray into a MarkerArray; stateful only to delete what vanished.
 
     ``up`` is the direction labels are lifted along, in the message's frame; by default ``-y`` for frames
-    whose name contains ``optical`` (camera optical frames) and ``+z`` otherwise (REP 103). Not
-    thread-safe: call from one thread (the node's worker).
+    whose name contains ``optical`` (camera optical frames) and ``+z`` otherwise (REP 103).
+    ``stable_ids`` (the map's MapObject3DArray, whose ids persist): marker id = object id, colour per id
+    and the label reads ``"<label> #<id>"``, so RViz follows one object across messages. Not thread-safe:
+    call from one thread (the node's worker).
     """
 
     def __init__(self, namespace: str = 'vizion3d', lifetime_s: float = 1.0, text_height: float = 0.08,
-                 line_width: float = 0.01, up: Sequence[float] | None = None) -> None:
+                 line_width: float = 0.01, up: Sequence[float] | None = None, stable_ids: bool = False) -> None:
         if lifetime_s < 0 or text_height <= 0 or line_width <= 0:
             raise ValueError('lifetime_s must be >= 0, text_height and line_width > 0')
         self.namespace = namespace
@@ -118,6 +120,7 @@ class ObjectMarkers:
         self.up = None if up is None else np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
         self.box_ns = f'{namespace}/boxes'
         self.label_ns = f'{namespace}/labels'
+        self.stable_ids = bool(stable_ids)
         self._shown: set[tuple[str, int]] = set()
 
     def _lifetime(self) -> Duration:
@@ -158,21 +161,24 @@ class ObjectMarkers:
         out: list[Marker] = []
         shown: set[tuple[str, int]] = set()
         for i, obj in enumerate(objects):
-            rgb = _rgb(int(obj.class_id))
+            mid = int(obj.id) if self.stable_ids else i
+            rgb = _rgb(mid if self.stable_ids else int(obj.class_id))
             if drawable[i]:
-                out.append(marker(self.box_ns, i, Marker.LINE_LIST, rgb, pose_at(fill(Point, x=0.0, y=0.0, z=0.0)),
+                out.append(marker(self.box_ns, mid, Marker.LINE_LIST, rgb,
+                                  pose_at(fill(Point, x=0.0, y=0.0, z=0.0)),
                                   fill(Vector3, x=self.line_width, y=0.0, z=0.0), points(next(boxes)), ''))
-                shown.add((self.box_ns, i))
+                shown.add((self.box_ns, mid))
                 x, y, z = next(above)
             else:
                 centroid = _xyz(obj.centroid)
-                if not (len(obj.point_indices) > 0 and np.all(np.isfinite(centroid))):
+                has_points = obj.point_count > 0 if self.stable_ids else len(obj.point_indices) > 0
+                if not (has_points and np.all(np.isfinite(centroid))):
                     continue
                 x, y, z = (centroid + up * self.text_height).tolist()
-            out.append(marker(self.label_ns, i, Marker.TEXT_VIEW_FACING, rgb, pose_at(fill(Point, x=x, y=y, z=z)),
-                              fill(Vector3, x=0.0, y=0.0, z=self.text_height), [],
-                              f'{obj.label} {obj.confidence:.2f}'))
-            shown.add((self.label_ns, i))
+            text = f'{obj.label} #{obj.id}' if self.stable_ids else f'{obj.label} {obj.confidence:.2f}'
+            out.append(marker(self.label_ns, mid, Marker.TEXT_VIEW_FACING, rgb, pose_at(fill(Point, x=x, y=y, z=z)),
+                              fill(Vector3, x=0.0, y=0.0, z=self.text_height), [], text))
+            shown.add((self.label_ns, mid))
         for ns, mid in sorted(self._shown - shown):
             out.append(Marker(header=header, ns=ns, id=mid, action=Marker.DELETE))
         self._shown = shown

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -154,55 +154,117 @@ class SettingsError(ValueError):
     """Parameters that cannot be used; the message lists every problem."""
 
 
-def descriptor(name: str) -> ParameterDescriptor:
-    """The ParameterDescriptor of ``name`` (description with when it applies, range, read-only)."""
-    spec = SPECS[name]
-    text = spec.description
-    if spec.choices:
-        text += f' One of: {", ".join(spec.choices)}.'
-    desc = ParameterDescriptor(name=name, description=f'{text} {_APPLIES_TEXT[spec.applies]}',
-                               read_only=spec.read_only, dynamic_typing=spec.dynamic_typing)
-    if spec.bounds is not None:
-        default = getattr(NodeSettings(), name)
-        lo, hi = spec.bounds
-        if isinstance(default, float):
-            desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
-        else:
-            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=spec.step)]
-    if spec.choices:
-        desc.additional_constraints = f'one of: {", ".join(spec.choices)}'
-    return desc
+class ParamTable:
+    """A node's parameters: their specs, the settings dataclass holding them, and the checks of both.
 
-
-def check_value(name: str, value: Any, class_names: Mapping[int, str] | None = None) -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name`` (None when it is).
-
-    ``class_names`` (the loaded model's) lets ``classes`` be checked; without a model any text passes
-    here and is checked when the model is loaded.
+    One table per node (:data:`NODE_PARAMS` here, the map node's in ``mapping/params.py``), so declaring,
+    describing, validating and reading parameters is written once. ``special(name, value, **context)``
+    checks what a spec cannot say (a transform, a device string); it returns a problem or None.
     """
-    spec = SPECS.get(name)
-    if spec is None:
-        return None
-    default = getattr(NodeSettings(), name)
+
+    def __init__(self, specs: Mapping[str, ParamSpec], settings_type: type,
+                 special: Callable[..., str | None] | None = None) -> None:
+        self.specs = specs
+        self.settings_type = settings_type
+        self.special = special
+        self.defaults = settings_type()
+        missing = {f.name for f in fields(settings_type)} ^ set(specs)
+        if missing:
+            raise ValueError(f'parameters without a spec or a setting: {sorted(missing)}')
+
+    def descriptor(self, name: str) -> ParameterDescriptor:
+        """The ParameterDescriptor of ``name`` (description with when it applies, range, read-only)."""
+        spec = self.specs[name]
+        text = spec.description
+        if spec.choices:
+            text += f' One of: {", ".join(spec.choices)}.'
+        desc = ParameterDescriptor(name=name, description=f'{text} {_APPLIES_TEXT[spec.applies]}',
+                                   read_only=spec.read_only, dynamic_typing=spec.dynamic_typing)
+        if spec.bounds is not None:
+            default = getattr(self.defaults, name)
+            lo, hi = spec.bounds
+            if isinstance(default, float):
+                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
+            else:
+                desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=spec.step)]
+        if spec.choices:
+            desc.additional_constraints = f'one of: {", ".join(spec.choices)}'
+        return desc
+
+    def check_value(self, name: str, value: Any, **context: Any) -> str | None:
+        """Why ``value`` is not acceptable for parameter ``name`` (None when it is)."""
+        spec = self.specs.get(name)
+        if spec is None:
+            return None
+        if spec.dynamic_typing:
+            return self.special(name, value, **context) if self.special else None
+        default = getattr(self.defaults, name)
+        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+            if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+                return f'{name} must be a {type(default).__name__}, got {value!r}'
+        if spec.bounds is not None:
+            lo, hi = spec.bounds
+            if isinstance(value, float) and not math.isfinite(value):
+                return f'{name} must be finite, got {value!r}'
+            if not lo <= value <= hi:
+                return f'{name} must be in [{lo}, {hi}], got {value!r}'
+            if isinstance(default, int) and spec.step > 1 and (value - lo) % spec.step:
+                return f'{name} must be a multiple of {spec.step}, got {value!r}'
+        if spec.choices is not None and value not in spec.choices:
+            return f'{name} must be one of {", ".join(spec.choices)}; got {value!r}'
+        return self.special(name, value, **context) if self.special else None
+
+    def check_values(self, values: Mapping[str, Any], **context: Any) -> str | None:
+        """The problems of a set of parameter values, joined into one reason (None when all are fine)."""
+        problems = [p for name, value in values.items() if (p := self.check_value(name, value, **context))]
+        return '; '.join(problems) or None
+
+    def validate(self, settings: Any, **context: Any) -> Any:
+        """Return ``settings`` if every value is acceptable, else raise :class:`SettingsError`."""
+        problem = self.check_values({f.name: getattr(settings, f.name) for f in fields(settings)}, **context)
+        if problem:
+            raise SettingsError(problem)
+        return settings
+
+    def from_values(self, values: Mapping[str, Any]) -> Any:
+        """Settings from parameter values; a value of None (NOT_SET) keeps the default."""
+        known = {f.name for f in fields(self.settings_type)}
+        kwargs = {k: (getattr(self.defaults, k) if v is None else _plain(v)) for k, v in values.items() if k in known}
+        return self.settings_type(**kwargs)
+
+    def declare(self, node) -> dict[str, str]:
+        """Declare every parameter on ``node``; return ``{name: problem}`` for rejected startup overrides.
+
+        rclpy raises when a ``-p``/params-file override breaks the declared range or type. Instead of
+        dying at startup the parameter keeps its default and the problem is returned, so configuring fails
+        with a reason and the node stays up for the user to fix it.
+        """
+        from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+        problems: dict[str, str] = {}
+        for f in fields(self.settings_type):
+            default = getattr(self.defaults, f.name)
+            try:
+                node.declare_parameter(f.name, default, self.descriptor(f.name))
+            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+                problems[f.name] = (f'the value given at startup was rejected ({exc}); it keeps its default '
+                                    f'{default!r}')
+                node.declare_parameter(f.name, default, self.descriptor(f.name), ignore_override=True)
+        return problems
+
+    def read(self, node) -> Any:
+        """Current parameter values of ``node`` as settings (not validated)."""
+        return self.from_values({f.name: node.get_parameter(f.name).value for f in fields(self.settings_type)})
+
+
+def _node_special(name: str, value: Any, class_names: Mapping[int, str] | None = None) -> str | None:
+    """vizion3d_node's checks beyond the specs; ``class_names`` (the loaded model's) lets ``classes`` be checked."""
     if name == 'cloud_to_camera':
         try:
             parse_extrinsic(value)
         except ValueError as exc:
             return f'cloud_to_camera: {exc}'
         return None
-    if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
-        if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
-            return f'{name} must be a {type(default).__name__}, got {value!r}'
-    if spec.bounds is not None:
-        lo, hi = spec.bounds
-        if isinstance(value, float) and not math.isfinite(value):
-            return f'{name} must be finite, got {value!r}'
-        if not lo <= value <= hi:
-            return f'{name} must be in [{lo}, {hi}], got {value!r}'
-        if isinstance(default, int) and spec.step > 1 and (value - lo) % spec.step:
-            return f'{name} must be a multiple of {spec.step}, got {value!r}'
-    if spec.choices is not None and value not in spec.choices:
-        return f'{name} must be one of {", ".join(spec.choices)}; got {value!r}'
     if name == 'device' and not _DEVICE.match(value):
         return f"device must be 'auto', 'cpu', 'mps', 'cuda', 'cuda:N' or CUDA indices like '0'; got {value!r}"
     if name == 'classes' and class_names is not None:
@@ -216,54 +278,45 @@ def check_value(name: str, value: Any, class_names: Mapping[int, str] | None = N
     return None
 
 
-def check_values(values: Mapping[str, Any], class_names: Mapping[int, str] | None = None) -> str | None:
-    """The problems of a set of parameter values, joined into one reason (None when all are fine)."""
-    problems = [p for name, value in values.items() if (p := check_value(name, value, class_names))]
-    return '; '.join(problems) or None
-
-
-def validate_settings(settings: NodeSettings, class_names: Mapping[int, str] | None = None) -> NodeSettings:
-    """Return ``settings`` if every value is acceptable, else raise :class:`SettingsError`."""
-    problem = check_values({f.name: getattr(settings, f.name) for f in fields(NodeSettings)}, class_names)
-    if problem:
-        raise SettingsError(problem)
-    return settings
-
-
-def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
-    """A :class:`NodeSettings` from parameter values; a value of None (NOT_SET) keeps the default."""
-    defaults = NodeSettings()
-    known = {f.name for f in fields(NodeSettings)}
-    kwargs = {k: (getattr(defaults, k) if v is None else _plain(v)) for k, v in values.items() if k in known}
-    return NodeSettings(**kwargs)
-
-
 def _plain(value: Any) -> Any:
     # rclpy hands arrays over as array.array; settings hold plain lists
     return list(value) if not isinstance(value, (str, bytes, bool, int, float)) else value
 
 
+#: vizion3d_node's table; the module-level functions below are its methods, kept for their callers.
+NODE_PARAMS = ParamTable(SPECS, NodeSettings, _node_special)
+
+
+def descriptor(name: str) -> ParameterDescriptor:
+    """The ParameterDescriptor of vizion3d_node's parameter ``name``."""
+    return NODE_PARAMS.descriptor(name)
+
+
+def check_value(name: str, value: Any, class_names: Mapping[int, str] | None = None) -> str | None:
+    """Why ``value`` is not acceptable for vizion3d_node's parameter ``name`` (None when it is)."""
+    return NODE_PARAMS.check_value(name, value, class_names=class_names)
+
+
+def check_values(values: Mapping[str, Any], class_names: Mapping[int, str] | None = None) -> str | None:
+    """The problems of a set of vizion3d_node parameter values, joined into one reason (None when all are fine)."""
+    return NODE_PARAMS.check_values(values, class_names=class_names)
+
+
+def validate_settings(settings: NodeSettings, class_names: Mapping[int, str] | None = None) -> NodeSettings:
+    """Return ``settings`` if every value is acceptable, else raise :class:`SettingsError`."""
+    return NODE_PARAMS.validate(settings, class_names=class_names)
+
+
+def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
+    """A :class:`NodeSettings` from parameter values; a value of None (NOT_SET) keeps the default."""
+    return NODE_PARAMS.from_values(values)
+
+
 def declare_parameters(node) -> dict[str, str]:
-    """Declare every parameter on ``node``; return ``{name: problem}`` for rejected startup overrides.
-
-    rclpy raises when a ``-p``/params-file override breaks the declared range or type. Instead of
-    dying at startup the parameter keeps its default and the problem is returned, so configuring fails
-    with a reason and the node stays up for the user to fix it.
-    """
-    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-
-    defaults = NodeSettings()
-    problems: dict[str, str] = {}
-    for f in fields(NodeSettings):
-        default = getattr(defaults, f.name)
-        try:
-            node.declare_parameter(f.name, default, descriptor(f.name))
-        except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-            problems[f.name] = f'the value given at startup was rejected ({exc}); it keeps its default {default!r}'
-            node.declare_parameter(f.name, default, descriptor(f.name), ignore_override=True)
-    return problems
+    """Declare vizion3d_node's parameters on ``node`` (:meth:`ParamTable.declare`)."""
+    return NODE_PARAMS.declare(node)
 
 
 def read_settings(node) -> NodeSettings:
     """Current parameter values of ``node`` as a :class:`NodeSettings` (not validated)."""
-    return settings_from_values({f.name: node.get_parameter(f.name).value for f in fields(NodeSettings)})
+    return NODE_PARAMS.read(node)

@@ -322,6 +322,27 @@ class SceneFusion:
             return 'tentative'
         return 'missing' if instance.missed >= missing_after else 'confirmed'
 
+    def reserve_id(self) -> int:
+        """A fresh id from the instances' counter, for objects kept outside the map (dynamic tracks)."""
+        i = self._next_id
+        self._next_id += 1
+        return i
+
+    def prune_tentative(self, after_frames: int) -> list[int]:
+        """Remove the tentative instances not matched in the last ``after_frames`` frames; returns their ids.
+
+        A detection seen once and never again (a false positive, a passer-by) would otherwise keep its id
+        and its votes for ever: on a long run the instance table and the votes grow with every such frame.
+        """
+        if after_frames <= 0:
+            return []
+        gone = [i for i, inst in self.instances.items()
+                if inst.frames < self.confirm_frames and self.frames - 1 - inst.last_frame >= after_frames]
+        for i in gone:
+            del self.instances[i]
+        self.map.forget_labels(np.array(gone, np.int32))
+        return gone
+
     def forget_beyond(self, center: np.ndarray, radius: float) -> int:
         """Drop the voxels farther than ``radius`` metres from ``center`` (e.g. the camera); returns how many.
 

@@ -322,6 +322,20 @@ class VoxelMap:
         _pieces(labels, self._keys, self._size, self._table, steps, parent)
         return parent
 
+    def forget_labels(self, labels: np.ndarray) -> int:
+        """Drop every vote for ``labels`` (instances removed from the map); returns how many votes went.
+
+        The slots become empty (weight 0), free for the next label a voxel sees.
+        """
+        labels = np.asarray(labels, np.int32)
+        if not len(labels) or self._size == 0:
+            return 0
+        lab, w = self._vote_label[:self._size], self._vote_weight[:self._size]
+        hit = np.isin(lab, labels) & (w > 0)
+        lab[hit] = 0
+        w[hit] = 0.0
+        return int(hit.sum())
+
     def relabel(self, mapping: dict[int, int]) -> None:
         """Rename labels (e.g. instances merged into one): votes for the same new label are added up."""
         if not mapping or self._size == 0:

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from ..camera.pinhole import PinholeIntrinsics
+from ..camera.poses import interpolate_poses
 from .posed import FrameError, PosedFolderError, PosedFrame, PosedRGBD, PosedSequence, _few
 from .rgbd import RGBDFrame
 
@@ -269,26 +270,13 @@ class TransformTree:
 
     def _at(self, link: _Link, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Poses parent <- child at each stamp, and which stamps lie outside the link's samples (plus tolerance)."""
-        from scipy.spatial.transform import Rotation, Slerp
-
-        n = len(stamps)
-        out = np.tile(np.eye(4), (n, 1, 1))
-        if link.static:
-            out[:, :3, :3] = Rotation.from_quat(link.quaternions[0]).as_matrix()
-            out[:, :3, 3] = link.translations[0]
-            return out, np.zeros(n, bool)
         s = link.stamps
-        outside = (stamps < s[0] - self.tolerance_ns) | (stamps > s[-1] + self.tolerance_ns)
-        if len(s) == 1:
-            out[:, :3, :3] = Rotation.from_quat(link.quaternions[0]).as_matrix()
-            out[:, :3, 3] = link.translations[0]
-            return out, outside
-        x = (np.clip(stamps, s[0], s[-1]) - s[0]).astype(np.float64) / _NS  # held at the ends (tolerance)
-        xs = (s - s[0]).astype(np.float64) / _NS
-        out[:, :3, :3] = Slerp(xs, Rotation.from_quat(link.quaternions))(x).as_matrix()
-        for k in range(3):
-            out[:, k, 3] = np.interp(x, xs, link.translations[:, k])
-        return out, outside
+        if link.static:
+            outside = np.zeros(len(stamps), bool)
+        else:
+            outside = (stamps < s[0] - self.tolerance_ns) | (stamps > s[-1] + self.tolerance_ns)
+        # held at the ends: within the tolerance that is the pose wanted, beyond it `outside` says so
+        return interpolate_poses(s, link.translations, link.quaternions, stamps), outside
 
 
 def _rigid_inverse(poses: np.ndarray) -> np.ndarray:

@@ -1,27 +1,13 @@
-"""The map node's pure helpers, without DDS: pose checks, per-point labels, the map cloud's layout."""
+"""The map node's message helpers, without DDS: per-point labels, the map cloud's layout, the params file."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import Transform
 
 from vizion3d_ros.core.fusion.scene import SceneFusion
 from vizion3d_ros.msg import ObjectMask3D, ObjectMask3DArray
-from vizion3d_ros.ros.map_node import MAP_POINT_DTYPE, FrameDropped, map_cloud, point_labels, rigid_pose
+from vizion3d_ros.ros.mapping.messages import MAP_POINT_DTYPE, ObjectsMismatchError, map_cloud, point_labels
 from vizion3d_ros.ros.messages import uint32_array
-
-
-def test_rigid_pose_refuses_nan_and_non_rotations():
-    t = Transform()
-    t.translation.x = 1.0
-    assert np.allclose(rigid_pose(t)[:3, 3], [1, 0, 0])
-    t.translation.y = float('nan')
-    with pytest.raises(FrameDropped) as exc:
-        rigid_pose(t)
-    assert exc.value.reason == 'bad_transform'
-    t.translation.y, t.rotation.w = 0.0, 2.0
-    with pytest.raises(FrameDropped):
-        rigid_pose(t)
 
 
 def _objects(*groups):
@@ -36,9 +22,10 @@ def _objects(*groups):
 def test_point_labels_scatter_ids_and_refuse_indices_past_the_cloud():
     labels, meta = point_labels(_objects([0, 2], [3]), 5)
     assert labels.tolist() == [1, 0, 1, 2, 0] and meta[2]['class_id'] == 56
-    with pytest.raises(FrameDropped) as exc:
+    with pytest.raises(ObjectsMismatchError, match='indexes point 5 of a cloud of 5'):
         point_labels(_objects([0, 5]), 5)
-    assert exc.value.reason == 'bad_objects'
+    with pytest.raises(ObjectsMismatchError, match='appears twice'):
+        point_labels(ObjectMask3DArray(objects=_objects([0]).objects * 2), 5)
 
 
 def test_map_cloud_has_one_point_per_voxel_with_its_fields():
@@ -58,17 +45,19 @@ def test_map_cloud_has_one_point_per_voxel_with_its_fields():
 
 
 def test_the_map_params_file_holds_every_parameter_at_its_default_with_a_comment():
+    from dataclasses import asdict
     from pathlib import Path
 
     import yaml
 
-    from vizion3d_ros.ros.map_node import PARAMS
+    from vizion3d_ros.ros.mapping.params import MapSettings
 
-    path = Path(__file__).resolve().parents[1] / 'config' / 'vizion3d_map.yaml'
+    defaults = asdict(MapSettings())
+    path = Path(__file__).resolve().parents[2] / 'config' / 'vizion3d_map.yaml'
     params = yaml.safe_load(path.read_text())['vizion3d_map_node']['ros__parameters']
-    assert params == PARAMS  # the file documents the defaults; a launch with it changes nothing
+    assert params == defaults  # the file documents the defaults; a launch with it changes nothing
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines):
         key = line.strip().split(':')[0]
-        if line.startswith('    ') and key in PARAMS:
+        if line.startswith('    ') and key in defaults:
             assert lines[i - 1].lstrip().startswith('#'), f'{path.name}:{i + 1}: {key} has no comment above'

@@ -1,0 +1,164 @@
+"""One placed frame in, the map's objects out: the map node's work without the node.
+
+:class:`MapIntegrator` owns the :class:`~vizion3d_ros.core.fusion.scene.SceneFusion` and what the node
+reports about it (first/last-seen stamps per object, merges not yet reported, the dynamic tracks). It
+has no executor, no locks and no publishers, so the benchmarks and the offline-equivalence test run
+exactly the code the node runs; the node calls it under its lock from the worker thread.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import Header
+
+from vizion3d_ros.msg import MapObject3DArray, ObjectMask3DArray
+
+from ...core.camera.transforms import transform_points
+from ...core.fusion.dynamic import DynamicDetection, DynamicTracker
+from ...core.fusion.scene import SceneFusion
+from ..conversions import MessageFormatError, pointcloud2_to_arrays
+from ..drops import FrameRejectedError
+from .messages import ObjectsMismatchError, map_cloud, map_objects_message, point_labels, time_msg
+from .params import MapSettings
+
+#: Camera poses kept for save_map's trajectory (GLB frustums, top view); older ones are forgotten.
+KEEP_CAMERA_POSES = 500
+#: Frames between map_radius passes (each costs a distance per voxel).
+RADIUS_EVERY = 5
+
+
+class MapIntegrator:
+    """The live map of one node (see the module docstring). ``settings`` is read at every frame."""
+
+    def __init__(self, settings: MapSettings, world_frame: str | None = None,
+                 fusion: SceneFusion | None = None, seen: dict[int, tuple[int, int]] | None = None) -> None:
+        self.settings = settings
+        self.world_frame = (world_frame or settings.world_frame).strip().lstrip('/')
+        self.fusion = fusion or SceneFusion(voxel_size=settings.voxel_size, max_voxels=settings.max_voxels or None,
+                                            confirm_frames=settings.confirm_frames)
+        self.seen: dict[int, tuple[int, int]] = dict(seen or {})  # instance id -> (first, last) matched stamps
+        self.merges: list[tuple[int, int]] = []  # (merged_from, merged_into) since the last message
+        self.newest_ns = 0
+        self.tracker = DynamicTracker(settings.dynamic_lifetime, settings.dynamic_match_distance)
+        self.last_ms = 0.0  # integration time of the last frame
+
+    # ------------------------------------------------------------------ frames
+    def integrate(self, stamp: int, objects: ObjectMask3DArray, cloud: PointCloud2, pose: np.ndarray
+                  ) -> MapObject3DArray:
+        """Fuse one frame placed by ``pose`` (world <- cloud frame); FrameRejectedError for a bad one.
+
+        A rejected frame leaves the map as it was: everything is checked before the map is touched.
+        """
+        t0 = time.perf_counter()
+        s = self.settings
+        try:
+            arrays = pointcloud2_to_arrays(cloud)
+        except MessageFormatError as exc:
+            raise FrameRejectedError('bad_cloud', f'points: {exc}') from exc
+        n = len(arrays.xyz)
+        if (objects.cloud_width or objects.cloud_height) and \
+                int(objects.cloud_width) * int(objects.cloud_height) != n:
+            raise FrameRejectedError('bad_objects', f'objects describe a {objects.cloud_width}x'
+                                     f'{objects.cloud_height} cloud, the cloud has {n} points')
+        try:
+            labels, meta = point_labels(objects, n)
+        except ObjectsMismatchError as exc:
+            raise FrameRejectedError('bad_objects', str(exc)) from exc
+        xyz, dynamic = split_dynamic(arrays.xyz, labels, meta, pose, s.dynamic_classes)
+        f = self.fusion
+        report = f.add_lifted(xyz, pose, labels, meta, arrays.rgb)
+        for iid in set(report.assigned.values()):
+            self.seen[iid] = (self.seen.get(iid, (stamp, stamp))[0], stamp)
+        self.newest_ns = max(self.newest_ns, stamp)
+        del f.camera_poses[:-KEEP_CAMERA_POSES]
+        if s.map_radius > 0 and f.frames % RADIUS_EVERY == 0:
+            f.forget_beyond(pose[:3, 3], s.map_radius)
+        for gone in f.prune_tentative(s.forget_tentative_after):
+            self.seen.pop(gone, None)
+        if s.consolidate_every and f.frames % s.consolidate_every == 0:
+            self.note_merges(f.consolidate())
+        self.tracker.lifetime_ns = int(s.dynamic_lifetime * 1e9)
+        self.tracker.match_distance = s.dynamic_match_distance
+        self.tracker.update(stamp, dynamic, f.reserve_id)
+        msg = self.message()
+        self.last_ms = (time.perf_counter() - t0) * 1e3
+        return msg
+
+    def note_merges(self, merged: dict[int, int]) -> None:
+        """Record merges for the next message and fold the merged objects' stamps into the kept ones."""
+        self.merges.extend(sorted(merged.items()))
+        for a, b in merged.items():
+            if a in self.seen:
+                fa, la = self.seen.pop(a)
+                fb, lb = self.seen.get(b, (fa, la))
+                self.seen[b] = (min(fa, fb), max(la, lb))
+
+    # ------------------------------------------------------------------ outputs
+    def header(self, stamp_ns: int | None = None) -> Header:
+        """The map's header: world frame, stamp of the newest frame (or ``stamp_ns``)."""
+        return Header(frame_id=self.world_frame, stamp=time_msg(self.newest_ns if stamp_ns is None else stamp_ns))
+
+    def message(self, stamp_ns: int | None = None) -> MapObject3DArray:
+        """The objects now (map instances and dynamic tracks); reports, and forgets, the pending merges."""
+        merges, self.merges = self.merges, []
+        return map_objects_message(self.fusion, self.header(stamp_ns), self.seen, merges,
+                                   [self.tracker.tracks[i] for i in sorted(self.tracker.tracks)])
+
+    def cloud(self) -> PointCloud2:
+        """map_points: every voxel with its instance, class and confidence."""
+        return map_cloud(self.fusion, self.header())
+
+    def save(self, out: Path) -> dict:
+        """vizion3d-fuse's files into ``out``, summary.json with the world frame and first/last-seen stamps."""
+        summary = self.fusion.export(out)
+        summary['frames'] = int(self.fusion.frames)
+        summary['world_frame'] = self.world_frame
+        for r in summary['instances']:
+            r['first_seen_ns'], r['last_seen_ns'] = self.seen.get(r['id'], (0, 0))
+        (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+        return summary
+
+    @classmethod
+    def load(cls, folder: Path, settings: MapSettings, world_frame: str | None = None) -> MapIntegrator:
+        """A saved map (save_map's or vizion3d-fuse's folder); OSError/ValueError when it is not one."""
+        fusion = SceneFusion.load(folder, max_voxels=settings.max_voxels or None,
+                                  confirm_frames=settings.confirm_frames)
+        if fusion.mode != 'instance':
+            raise ValueError(f'{folder} holds a {fusion.mode} map; the live map keeps instance maps')
+        seen = {i: v for i, v in _saved_stamps(folder).items() if i in fusion.instances}
+        return cls(settings, world_frame, fusion, seen)
+
+
+def split_dynamic(xyz: np.ndarray, labels: np.ndarray, meta: dict[int, dict], pose: np.ndarray,
+                  classes: str) -> tuple[np.ndarray, list[DynamicDetection]]:
+    """Take the dynamic classes' objects out of a frame, their points too; returns the rest and them.
+
+    ``classes`` is comma-separated labels or class ids. ``labels`` and ``meta`` are changed in place.
+    """
+    wanted = {c.strip() for c in classes.split(',') if c.strip()}
+    moving = [oid for oid, m in meta.items() if m['label'] in wanted or str(m['class_id']) in wanted]
+    if not moving:
+        return xyz, []
+    detections = []
+    for oid in moving:
+        m = meta.pop(oid)
+        pts = np.ascontiguousarray(xyz[labels == oid])
+        detections.append(DynamicDetection(m['class_id'], m['label'], m['confidence'], transform_points(pts, pose)))
+    gone = np.isin(labels, np.array(moving, labels.dtype))
+    labels[gone] = 0
+    xyz = xyz.copy()  # the message's buffer is read-only
+    xyz[gone] = np.nan  # not integrated at all: a walking person must not leave geometry behind
+    return xyz, detections
+
+
+def _saved_stamps(folder: Path) -> dict[int, tuple[int, int]]:
+    """First/last-seen stamps save_map wrote into summary.json (none in vizion3d-fuse's)."""
+    try:
+        rows = json.loads((Path(folder) / 'summary.json').read_text()).get('instances', [])
+        return {int(r['id']): (int(r.get('first_seen_ns', 0)), int(r.get('last_seen_ns', 0))) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
