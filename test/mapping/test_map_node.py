@@ -7,15 +7,11 @@ frame's stamp). Needs tf2_ros (built from ../shared/ros_src by ``make setup``).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from scipy.spatial.transform import Rotation
+from map_harness import CAMERA, WORLD, MapClient, MapNodeProcess, nearest, ns
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
@@ -28,28 +24,18 @@ from vizion3d_ros.core.synthetic.multiview import (
     orbit_poses,
     render_view,
 )
-from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3D, ObjectMask3DArray
+from vizion3d_ros.msg import MapObject3D, ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
+from vizion3d_ros.ros.detections import vision_msgs_available
 from vizion3d_ros.ros.messages import uint32_array
 from vizion3d_ros.ros.stamps import stamp_ns
 from vizion3d_ros.srv import ClearMap, LoadMap, SaveMap
 
-from node_harness import NodeRun, spin_until
 from ros_tools import require_ros_tools
 
 pytestmark = pytest.mark.integration
 
-WORLD, CAMERA = 'odom', 'camera_optical'
-RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NUM_VIEWS = 8
-
-
-class MapNodeProcess(NodeRun):
-    """``vizion3d_map_node`` as a child process (the harness vizion3d_node's tests use)."""
-
-    def __init__(self, log_path: Path, **params: str) -> None:
-        super().__init__(log_path, params=params, executable='vizion3d_map_node')
-
 
 @pytest.fixture(scope='module', autouse=True)
 def _tools():
@@ -76,85 +62,6 @@ def node(tmp_path_factory):
     assert proc.stop() == 0, proc.log()[-3000:]
 
 
-class MapClient:
-    def __init__(self) -> None:
-        from tf2_ros import TransformBroadcaster
-
-        self.node = Node('vizion3d_map_test_client')
-        self.objects_pub = self.node.create_publisher(ObjectMask3DArray, 'objects', RELIABLE)
-        self.cloud_pub = self.node.create_publisher(PointCloud2, 'points', RELIABLE)
-        self.tf = TransformBroadcaster(self.node)
-        self.maps: list[MapObject3DArray] = []
-        self.clouds: list[PointCloud2] = []
-        self.diags: list = []
-        self.node.create_subscription(MapObject3DArray, 'map_objects', self.maps.append, RELIABLE)
-        self.node.create_subscription(PointCloud2, 'map_points', self.clouds.append, RELIABLE)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, QoSProfile(depth=20))
-        self._t = 2_000
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        self.diags.extend(s for s in msg.status if s.name.endswith('vizion3d_map_node: map'))
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        return spin_until(self.node, predicate, timeout)
-
-    def call(self, srv_type, name: str, request):
-        cli = self.node.create_client(srv_type, name)
-        assert cli.wait_for_service(timeout_sec=20.0), f'{name} did not appear'
-        future = cli.call_async(request)
-        rclpy.spin_until_future_complete(self.node, future, timeout_sec=60.0)
-        assert future.done(), f'no answer from {name}'
-        return future.result()
-
-    def send_tf(self, pose: np.ndarray, stamp) -> None:
-        from geometry_msgs.msg import TransformStamped
-
-        t = TransformStamped()
-        t.header.frame_id, t.child_frame_id, t.header.stamp = WORLD, CAMERA, stamp
-        tr = t.transform.translation
-        tr.x, tr.y, tr.z = pose[:3, 3].tolist()
-        q = t.transform.rotation
-        q.x, q.y, q.z, q.w = Rotation.from_matrix(pose[:3, :3]).as_quat().tolist()
-        self.tf.sendTransform(t)
-
-    def send(self, view, masks, with_tf: bool = True) -> Header:
-        self._t += 1
-        header = Header(frame_id=CAMERA, stamp=rclpy.time.Time(seconds=self._t).to_msg())
-        if with_tf:
-            self.send_tf(view.pose, header.stamp)
-        cam = view.camera
-        xyz = depth_to_points_optical(view.depth, cam)
-        cloud = xyzrgb_to_pointcloud2(xyz, view.color.reshape(-1, 3), header, width=cam.width, height=cam.height)
-        has_depth = np.isfinite(view.depth.reshape(-1))
-        flat = masks.labels.reshape(-1)
-        objs = []
-        for value, meta in sorted(masks.meta.items()):
-            idx = np.flatnonzero((flat == value) & has_depth)
-            o = ObjectMask3D(header=header, id=int(value), class_id=int(meta['class_id']), label=meta['label'],
-                             confidence=float(meta['confidence']))
-            o.point_indices = uint32_array(idx)
-            objs.append(o)
-        msg = ObjectMask3DArray(header=header, cloud_width=cam.width, cloud_height=cam.height,
-                                image_width=cam.width, image_height=cam.height, model='truth', objects=objs)
-        self.cloud_pub.publish(cloud)
-        self.objects_pub.publish(msg)
-        return header
-
-    def map_at(self, header: Header, timeout: float = 30.0) -> MapObject3DArray:
-        key = stamp_ns(header)
-        ok = self.spin_until(lambda: any(stamp_ns(m.header) == key for m in self.maps), timeout)
-        assert ok, f'no map_objects for the frame stamped {key}'
-        return next(m for m in self.maps if stamp_ns(m.header) == key)
-
-    def drop_count(self, reason: str) -> int:
-        for st in reversed(self.diags):
-            for kv in st.values:
-                if kv.key == f'dropped/{reason}':
-                    return int(kv.value)
-            return 0
-        return 0
-
-
 @pytest.fixture(scope='module')
 def client(ros, node):
     c = MapClient()
@@ -168,17 +75,6 @@ def client(ros, node):
     c.node.destroy_node()
 
 
-def _ns(t) -> int:
-    return t.sec * 1_000_000_000 + t.nanosec
-
-
-def _nearest(msg: MapObject3DArray, center, class_id: int) -> MapObject3D | None:
-    same = [o for o in msg.objects if o.class_id == class_id and o.point_count > 0]
-    if not same:
-        return None
-    d = [np.linalg.norm(np.array([o.centroid.x, o.centroid.y, o.centroid.z]) - center) for o in same]
-    return same[int(np.argmin(d))] if min(d) < 0.6 else None
-
 
 def test_map_keeps_one_id_per_object_and_serves_points_save_clear_load(client, node, scene, tmp_path):
     room, frames = scene
@@ -191,7 +87,7 @@ def test_map_keeps_one_id_per_object_and_serves_points_save_clear_load(client, n
             if truth == 0:
                 continue
             cls = int(room.class_ids[truth - 1])
-            obj = _nearest(msg, np.asarray(room.scene.objects[truth - 1].center), cls)
+            obj = nearest(msg, np.asarray(room.scene.objects[truth - 1].center), cls)
             assert obj is not None, f'no map object of class {cls} near true object {truth}'
             assert obj.label == masks.meta[value]['label']
             assert ids_of.setdefault(truth, obj.id) == obj.id, f'true object {truth} changed id'
@@ -201,7 +97,7 @@ def test_map_keeps_one_id_per_object_and_serves_points_save_clear_load(client, n
     confirmed = [o for o in last.objects if o.state == MapObject3D.STATE_CONFIRMED]
     assert {o.id for o in confirmed} >= set(ids_of.values())
     for o in confirmed:
-        assert o.frames_seen >= 2 and _ns(o.last_seen) >= _ns(o.first_seen) > 0
+        assert o.frames_seen >= 2 and ns(o.last_seen) >= ns(o.first_seen) > 0
 
     # map_points: the fields, one point per voxel
     start = len(client.clouds)
@@ -322,3 +218,69 @@ def test_bad_input_is_dropped_and_counted_and_the_map_stays(client, node, scene)
     assert msg.frames_integrated == base.frames_integrated + 1
     assert msg.map_voxels >= base.map_voxels and {o.id for o in base.objects} <= {o.id for o in msg.objects}
     assert 'Traceback' not in node.log()
+
+
+def test_markers_and_detections_carry_the_stable_ids_people_stay_out_late_frames_are_dropped(client, node, scene):
+    room, frames = scene
+    view, masks = frames[3]
+    start = len(client.markers), len(client.detections)
+    msg = client.map_at(client.send(view, masks))
+    assert client.spin_until(lambda: len(client.markers) > start[0], 10.0), 'no map_markers'
+    boxes = {m.id for m in client.markers[-1].markers if m.ns == 'vizion3d_map/boxes' and m.action == m.ADD}
+    drawn = {o.id for o in msg.objects if o.point_count > 1}
+    assert boxes and boxes <= {o.id for o in msg.objects} and len(boxes) >= len(drawn) - 1
+    assert all(m.header.frame_id == WORLD for m in client.markers[-1].markers)
+    if vision_msgs_available():
+        assert client.spin_until(lambda: len(client.detections) > start[1], 10.0), 'no detections_3d'
+        confirmed = {str(o.id) for o in msg.objects if o.state in (MapObject3D.STATE_CONFIRMED,
+                                                                   MapObject3D.STATE_MISSING)}
+        assert {d.id for d in client.detections[-1].detections} == confirmed
+
+    # one object of the next frame is detected as a person: a dynamic track, not part of the map
+    view, masks = frames[4]
+    person = next(v for v, t in masks.truth.items() if t)
+    before = client.map_at(client.send(view, masks))  # the same frame without a person first
+    after = client.map_at(client.send(view, masks, people={person}))
+    dynamic = [o for o in after.objects if o.state == MapObject3D.STATE_DYNAMIC]
+    assert len(dynamic) == 1 and dynamic[0].label == 'person' and dynamic[0].point_count > 0
+    assert dynamic[0].id not in {o.id for o in before.objects}
+    start = len(client.clouds)
+    assert client.spin_until(lambda: len(client.clouds) > start, 10.0)
+    pts = np.frombuffer(client.clouds[-1].data, np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('rgb', '<u4'),
+                                                          ('instance_id', '<u4'), ('class_id', '<i4'),
+                                                          ('confidence', '<f4')]))
+    assert not (pts['instance_id'] == dynamic[0].id).any() and not (pts['class_id'] == 0).any()
+
+    # a frame older than the newest integrated one: out of order, dropped, counted
+    late = client.drop_count('out_of_order')
+    client.send(view, masks, stamp_s=client._t - 1.5)
+    assert client.spin_until(lambda: client.drop_count('out_of_order') > late, 10.0), 'no out_of_order drop'
+    assert node.proc.poll() is None
+
+
+def test_deactivate_keeps_the_map_and_activate_goes_on_with_it(client, node, scene):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    room, frames = scene
+    view, masks = frames[5]
+    base = client.map_at(client.send(view, masks))
+
+    def change(tid):
+        assert client.call(ChangeState, '/vizion3d_map_node/change_state',
+                           ChangeState.Request(transition=Transition(id=tid))).success
+
+    change(Transition.TRANSITION_DEACTIVATE)
+    state = client.call(GetState, '/vizion3d_map_node/get_state', GetState.Request()).current_state.label
+    assert state == 'inactive'
+    header = client.send(view, masks)
+    assert not client.spin_until(lambda: any(stamp_ns(m.header) == stamp_ns(header) for m in client.maps), 2.0)
+    # the services still answer while inactive
+    saved = client.call(SaveMap, '/vizion3d_map_node/save_map', SaveMap.Request(path='/tmp/vizion3d_inactive_map'))
+    assert saved.success, saved.message
+    change(Transition.TRANSITION_ACTIVATE)
+    assert client.spin_until(lambda: client.objects_pub.get_subscription_count() > 0, 10.0)
+    time.sleep(1.5)  # input_reliability auto: the node's subscriptions settle on reliable again
+    msg = client.map_at(client.send(view, masks))
+    assert msg.frames_integrated == base.frames_integrated + 1  # the frame sent while inactive never arrived
+    assert {o.id for o in base.objects if o.state == MapObject3D.STATE_CONFIRMED} <= {o.id for o in msg.objects}

@@ -80,7 +80,8 @@ class MapNode(LifecycleNode):
         self.settings: MapSettings = MAP_PARAMS.read(self)
         self.add_on_set_parameters_callback(self._validate_parameters)
         if hasattr(self, 'add_post_set_parameters_callback'):
-            self.add_post_set_parameters_callback(lambda _params: self._reread_settings())
+            self.add_post_set_parameters_callback(self._parameters_set)
+        self._retry_timer = None
         self.error: str | None = None
         self.drops: Counter[str] = Counter()
         self._last_logged: dict[str, float] = {}
@@ -252,12 +253,25 @@ class MapNode(LifecycleNode):
         problem = MAP_PARAMS.check_values({p.name: p.value for p in params})
         return SetParametersResult(successful=problem is None, reason=problem or '')
 
-    def _reread_settings(self) -> None:
-        """Accepted changes: the per-frame ones apply to the next frame, the rest at the next configure."""
+    def _parameters_set(self, params) -> None:
+        """Accepted changes: the per-frame ones apply to the next frame, the rest at the next configure.
+
+        While an automatic start has failed (invalid parameters), a change retries it, from a timer: a
+        transition must not run inside the parameter service's callback.
+        """
+        for p in params:
+            self._startup_problems.pop(p.name, None)
         fresh = MAP_PARAMS.read(self)
         for name, spec in MAP_PARAMS.specs.items():
             if spec.applies in ('frame', 'now'):
                 setattr(self.settings, name, getattr(fresh, name))
+        if self.error and self.settings.autostart and self.state == 'unconfigured' and self._retry_timer is None:
+            self._retry_timer = self.create_timer(0.05, self._retry_start)
+
+    def _retry_start(self) -> None:
+        self.destroy_timer(self._retry_timer)
+        self._retry_timer = None
+        self.start()
 
     # ------------------------------------------------------------------ map state (under self._lock)
     def _new_map(self) -> None:
