@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from conftest import REDWOOD
 
 from node_harness import Client, Lifecycle, wait_for_pattern
 from ros_tools import require_ros_tools
@@ -200,11 +202,16 @@ def test_a_missing_model_leaves_the_launched_node_up_and_saying_why(launch, clie
     _stop_cleanly(run, lambda: os.killpg(run.pid, signal.SIGINT))
 
 
-def test_the_map_launch_brings_up_both_nodes_wired_together_and_stops_them(launch, client):
-    """vizion3d_map.launch.py: vizion3d_node active, the map node on its objects and the same cloud topic."""
+def test_the_map_launch_maps_the_redwood_frames_with_stable_ids_and_stops_cleanly(launch, client, tmp_path):
+    """vizion3d_map.launch.py end to end: the player replays the redwood frames (real YOLO, real poses on /tf)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    from vizion3d_ros.msg import MapObject3D, MapObject3DArray
+
     run = launch(launch_file='vizion3d_map.launch.py')
     run.wait_for_log(r'model \S+ loaded on cpu', timeout=120)
-    run.wait_for_log(r"map ready: world_frame 'odom'", timeout=60)
+    run.wait_for_log(r"configured: world_frame 'odom', poses from TF", timeout=60)
+    run.wait_for_log('map ready', timeout=60)
     Lifecycle(client).wait_for_state('active')
     node = client.node
     deadline = time.monotonic() + 30
@@ -216,6 +223,38 @@ def test_the_map_launch_brings_up_both_nodes_wired_together_and_stops_them(launc
         time.sleep(0.2)
     assert {'vizion3d_node', 'vizion3d_map_node'} <= cloud_readers, cloud_readers
     assert 'vizion3d_map_node' in object_readers, object_readers
+    maps: list[MapObject3DArray] = []
+    node.create_subscription(MapObject3DArray, '/map_objects', maps.append,
+                             QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE))
+    remaps = ['camera/color/image_raw', REMAPS['image'], 'camera/color/camera_info', REMAPS['camera_info'],
+              'camera/depth_registered/points', REMAPS['points']]
+    player = subprocess.run(['vizion3d_player', '--frames', str(REDWOOD), '--rate', '1', '--ros-args',
+                             *[a for k, v in zip(remaps[::2], remaps[1::2]) for a in ('-r', f'{k}:={v}')]],
+                            capture_output=True, text=True, timeout=120)
+    assert player.returncode == 0, player.stdout + player.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (maps and maps[-1].frames_integrated >= 5):
+        rclpy_spin(node)
+    assert maps and maps[-1].frames_integrated >= 4, (len(maps), run.log()[-5000:])  # a frame may be superseded
+    confirmed = [o for o in maps[-1].objects if o.state == MapObject3D.STATE_CONFIRMED]
+    assert confirmed, [(o.id, o.label, o.state) for o in maps[-1].objects]
+    for obj in confirmed:  # from its first appearance on, the object is in every map message with its id and class
+        first = next(k for k, m in enumerate(maps) if any(o.id == obj.id for o in m.objects))
+        for m in maps[first:]:
+            same = [o for o in m.objects if o.id == obj.id]
+            assert same and same[0].class_id == obj.class_id, (obj.id, obj.label)
+    # one id per physical object: no two confirmed objects of a class overlap
+    for a in confirmed:
+        for b in confirmed:
+            if a.id < b.id and a.class_id == b.class_id:
+                ca, cb = (np.array([o.centroid.x, o.centroid.y, o.centroid.z]) for o in (a, b))
+                assert np.linalg.norm(ca - cb) > 0.3, f'{a.label} #{a.id} and #{b.id} are one object'
     map_pid = int(run.wait_for_log(r'\[vizion3d_map_node-2\]: process started with pid \[(\d+)\]').group(1))
     _stop_cleanly(run, lambda: os.killpg(run.pid, signal.SIGINT))
     assert run.exit_code(map_pid) == 0, run.log()[-5000:]
+
+
+def rclpy_spin(node) -> None:
+    import rclpy
+
+    rclpy.spin_once(node, timeout_sec=0.1)

@@ -68,3 +68,35 @@ def test_a_posed_folder_is_replayed_with_its_poses_on_tf(ros, folder):
         assert (cloud.width, cloud.height) == (view.camera.width, view.camera.height)
         ok = np.isfinite(view.depth.reshape(-1))
         assert np.isfinite(xyz[ok]).all() and np.isnan(xyz[~ok]).all()
+
+
+def test_poses_go_to_the_pose_topic_on_request(ros, folder):
+    import rclpy
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    path, views = folder
+    node = Node('vizion3d_player_pose_test')
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    clouds, poses = [], []
+    node.create_subscription(PointCloud2, 'camera/depth_registered/points', clouds.append, qos)
+    node.create_subscription(PoseStamped, 'pose', poses.append, qos)
+    player = subprocess.Popen(['vizion3d_player', '--frames', str(path), '--rate', '4', '--poses', 'topic'],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(clouds) < FRAMES or player.poll() is None):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        out = player.communicate(timeout=20)[0]
+    finally:
+        player.kill()
+        node.destroy_node()
+    assert player.returncode == 0, out
+    assert len(poses) == len(clouds) == FRAMES, out
+    for view, cloud, pose in zip(views, clouds, poses):
+        assert pose.header.frame_id == 'odom' and pose.header.stamp == cloud.header.stamp
+        p, q = pose.pose.position, pose.pose.orientation
+        np.testing.assert_allclose([p.x, p.y, p.z], view.pose[:3, 3], atol=1e-6)
+        np.testing.assert_allclose(Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(), view.pose[:3, :3], atol=1e-6)

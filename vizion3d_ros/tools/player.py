@@ -4,7 +4,8 @@ Stands in for a camera driver: same stamps on all three, the optical frame as fr
 back-projected from the registered depth like ``depth_image_proc/point_cloud_xyzrgb`` does. One frame is
 published again and again (``--frame``); a posed sequence (``--frames`` posed RGB-D folder, ``--tum``,
 ``--bag``) is replayed in order at ``--rate``, each frame's camera pose published on ``/tf`` as
-``world_frame -> frame_id`` with the frame's stamp, as a robot's localisation would (for the map node).
+``world_frame -> frame_id`` with the frame's stamp, as a robot's localisation would (for the map node);
+``--poses topic`` sends them as geometry_msgs/PoseStamped on ``pose`` instead.
 """
 from __future__ import annotations
 
@@ -82,8 +83,9 @@ class SequencePlayer(Node):
     """Replays a posed sequence: each frame's images and cloud, and its pose on /tf, with a fresh stamp."""
 
     def __init__(self, sequence, frame_id: str, world_frame: str, rate_hz: float, loops: int,
-                 wait_s: float = 10.0) -> None:
+                 wait_s: float = 10.0, poses: str = 'tf') -> None:
         super().__init__('vizion3d_player')
+        from geometry_msgs.msg import PoseStamped
         from tf2_msgs.msg import TFMessage
 
         # a short sequence must not be spent before anyone listens: wait (up to wait_s) for a subscriber
@@ -94,12 +96,18 @@ class SequencePlayer(Node):
         self.image_pub = self.create_publisher(Image, 'camera/color/image_raw', qos)
         self.info_pub = self.create_publisher(CameraInfo, 'camera/color/camera_info', qos)
         self.cloud_pub = self.create_publisher(PointCloud2, 'camera/depth_registered/points', qos)
-        self.tf_pub = self.create_publisher(TFMessage, '/tf', QoSProfile(depth=100,
-                                                                         reliability=ReliabilityPolicy.RELIABLE))
-        self._tf_message = TFMessage
+        many = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.poses = poses
+        if poses == 'tf':
+            self.tf_pub = self.create_publisher(TFMessage, '/tf', many)
+            where = f'on /tf as {world_frame} -> {frame_id}'
+        else:  # the pose of the camera's optical frame in world_frame, as a localiser without TF would send it
+            self.pose_pub = self.create_publisher(PoseStamped, 'pose', many)
+            where = f'on pose (PoseStamped in {world_frame})'
+        self._tf_message, self._pose_message = TFMessage, PoseStamped
         self.timer = self.create_timer(1.0 / rate_hz, self.publish_next)
-        self.get_logger().info(f'replaying {len(sequence)} posed frames at {rate_hz} Hz, poses on /tf as '
-                               f'{world_frame} -> {frame_id}' + (f', {loops} time(s)' if loops else ', looping'))
+        self.get_logger().info(f'replaying {len(sequence)} posed frames at {rate_hz} Hz, poses {where}'
+                               + (f', {loops} time(s)' if loops else ', looping'))
 
     def publish_next(self) -> None:
         """Publish the next frame (its pose first, so that a listener has it when the cloud arrives)."""
@@ -121,7 +129,15 @@ class SequencePlayer(Node):
         self.index += 1
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         world = Header(stamp=header.stamp, frame_id=self.world_frame)
-        self.tf_pub.publish(self._tf_message(transforms=[transform_msg(f.pose, world, self.frame_id)]))
+        tf = transform_msg(f.pose, world, self.frame_id)
+        if self.poses == 'tf':
+            self.tf_pub.publish(self._tf_message(transforms=[tf]))
+        else:
+            t, q = tf.transform.translation, tf.transform.rotation
+            pose = self._pose_message(header=world)
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = t.x, t.y, t.z
+            pose.pose.orientation = q
+            self.pose_pub.publish(pose)
         image = rgb_to_image(f.frame.color)
         image.header = header
         xyz = depth_to_points_optical(f.frame.depth, f.frame.camera)
@@ -155,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--tum', metavar='DIR', help='replay a TUM RGB-D sequence with its poses on /tf')
     p.add_argument('--bag', metavar='PATH', help='replay the frames and poses of a rosbag2 (re-stamped)')
     p.add_argument('--world-frame', default='odom', help='parent frame of the replayed poses (default odom)')
+    p.add_argument('--poses', choices=('tf', 'topic'), default='tf',
+                   help='a sequence\'s poses on /tf (default) or as geometry_msgs/PoseStamped on `pose` (for '
+                        'vizion3d_map_node pose_source:=topic)')
     p.add_argument('--loops', type=int, default=1, help='replays of a sequence (0 = forever; default 1)')
     p.add_argument('--wait', type=float, default=10.0,
                    help='seconds a sequence waits for a subscriber to its cloud before starting (default 10)')
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     sequence = open_sequence(args)
     rclpy.init(args=argv)
     if sequence is not None:
-        node = SequencePlayer(sequence, args.frame_id, args.world_frame, args.rate, args.loops, args.wait)
+        node = SequencePlayer(sequence, args.frame_id, args.world_frame, args.rate, args.loops, args.wait, args.poses)
     else:
         node = FramePlayer(load_scene(args.frame), args.frame_id, args.rate, args.count)
     try:
