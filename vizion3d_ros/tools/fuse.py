@@ -1,7 +1,10 @@
 """vizion3d-fuse: fuse posed RGB-D frames and their masks into one labelled 3D map, offline.
 
 Frames come from a posed RGB-D folder (``--frames``: camera.json, color/, depth/, trajectory.log), a TUM
-RGB-D sequence (``--tum``) or a rosbag2 (``--bag``: sqlite3 or MCAP, poses from /tf and /tf_static).
+RGB-D sequence (``--tum``) or a rosbag2 (``--bag``: sqlite3 or MCAP, poses from /tf and /tf_static). A bag
+that holds vizion3d_node's ``objects`` (with the cloud they index and /tf) is fused as vizion3d_map_node
+fuses it live, with the node's code and parameters (``--map-params``: its YAML file), so the two maps
+are the same.
 Masks come from ``--masks DIR`` (``<stem>.png`` label images; instance masks with ``<stem>.json``, or
 class images with ``--mask-kind semantic``), else the model segments every frame. Writes to ``--out``:
 ``map.ply`` (one vertex per voxel: x y z, rgb, instance_id, class_id, confidence, observations),
@@ -44,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="propagation passes (default: SceneFusion.propagate's)")
     p.add_argument('--label-cloud', metavar='FILE', default=None,
                    help='also label this cloud (.ply/.pcd, in the world frame) from the map: labelled_cloud.ply')
-    p.add_argument('--voxel', type=float, default=0.01, help='voxel size in metres (default 0.01)')
+    p.add_argument('--voxel', type=float, default=None,
+                   help='voxel size in metres (default 0.01; for recorded objects the map node\'s, 0.02)')
+    p.add_argument('--map-params', metavar='YAML', default=None,
+                   help='bag of recorded objects: vizion3d_map_node\'s parameters file (e.g. '
+                        'config/vizion3d_map.yaml), so that the offline map is built as the live node builds it')
     p.add_argument('--max-voxels', type=int, default=None, help='bound the map (points in new voxels beyond it '
                                                                 'are dropped and counted)')
     p.add_argument('--every', type=int, default=1, help='use every N-th frame (default 1)')
@@ -121,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
     from ..core.io.masks import MaskError
     from ..core.io.posed import FrameError, PosedFolderError
 
+    if args.bag and _holds_objects(args.bag):
+        return run_recorded(args)
+    if args.map_params:
+        raise UsageError('--map-params is for a bag of recorded objects (vizion3d_node\'s output)')
+    args.voxel = 0.01 if args.voxel is None else args.voxel
     if args.every < 1:
         raise UsageError(f'--every must be >= 1, got {args.every}')
     if args.voxel <= 0:
@@ -198,6 +210,108 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holds_objects(path: str) -> bool:
+    try:
+        from ..ros.mapping.recorded import holds_objects
+    except ImportError:  # no ROS here: such a bag cannot be read anyway
+        return False
+    return holds_objects(path)
+
+
+def map_settings(args: argparse.Namespace):
+    """vizion3d_map_node's settings: its defaults, then ``--map-params``, then ``--voxel``/``--max-voxels``."""
+    from dataclasses import fields
+
+    import yaml
+
+    from ..ros.mapping.params import MAP_PARAMS
+
+    values: dict = {}
+    if args.map_params:
+        try:
+            doc = yaml.safe_load(Path(args.map_params).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f'--map-params {args.map_params}: {exc}') from exc
+        nodes = [v for v in doc.values() if isinstance(v, dict) and 'ros__parameters' in v] if isinstance(doc, dict) \
+            else []
+        if not nodes:
+            raise UsageError(f'--map-params {args.map_params}: no "<node>: ros__parameters:" section')
+        values = dict(nodes[0]['ros__parameters'])
+    if args.voxel is not None:
+        values['voxel_size'] = args.voxel
+    if args.max_voxels is not None:
+        values['max_voxels'] = args.max_voxels
+    unknown = set(values) - {f.name for f in fields(MAP_PARAMS.settings_type)}
+    if unknown:
+        raise UsageError(f'--map-params: unknown parameters {sorted(unknown)}')
+    settings = MAP_PARAMS.from_values(values)
+    problem = MAP_PARAMS.check_values({k: getattr(settings, k) for k in MAP_PARAMS.specs})
+    if problem:
+        raise UsageError(f'map parameters: {problem}')
+    return settings
+
+
+def run_recorded(args: argparse.Namespace) -> int:
+    """A bag of vizion3d_node's objects: the map node's integration, frame by frame, and its save_map files."""
+    from ..core.io.posed import PosedFolderError
+    from ..ros.drops import FrameRejectedError
+    from ..ros.mapping.integrator import MapIntegrator
+    from ..ros.mapping.recorded import RecordedMap
+
+    for flag, value in (('--masks', args.masks), ('--model', args.model), ('--propagate', args.propagate),
+                        ('--label-cloud', args.label_cloud)):
+        if value:
+            raise UsageError(f'{flag} does not apply to a bag of recorded objects (the masks are in the bag)')
+    settings = map_settings(args)
+    world = args.world_frame or settings.world_frame
+    started = time.perf_counter()
+    try:
+        bag = RecordedMap(args.bag, world, points_topic=args.depth_topic)
+    except PosedFolderError as exc:
+        raise UsageError(str(exc)) from exc
+    log(f'{len(bag)} recorded frames in {args.bag} (objects {bag.objects_topic}, cloud {bag.points_topic}, '
+        f'{bag.unpaired} objects messages without their cloud); world frame {world!r}')
+    integrator = MapIntegrator(settings, world)
+    used, skipped, times = [], [], []
+    for k, frame in enumerate(_progress(bag, total=len(bag))):
+        if k % args.every or (args.max_frames is not None and len(used) >= args.max_frames):
+            continue
+        if frame.pose is None:
+            skipped.append({'frame': frame.stamp, 'reason': frame.reason})
+            log(f'skipping the frame stamped {frame.stamp}: {frame.reason}')
+            continue
+        try:
+            integrator.integrate(frame.stamp, frame.objects, frame.cloud, frame.pose)
+        except FrameRejectedError as exc:
+            skipped.append({'frame': frame.stamp, 'reason': f'{exc.reason}: {exc}'})
+            log(f'skipping the frame stamped {frame.stamp}: {exc.reason}: {exc}')
+            continue
+        times.append(integrator.last_ms)
+        used.append(frame.stamp)
+    if not used:
+        raise UsageError(f'none of the {len(bag)} recorded frames could be fused (see above)')
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    tables = integrator.save(out)
+    summary = {
+        **tables,
+        'source': {'bag': args.bag, 'recorded_objects': bag.objects_topic, 'points': bag.points_topic,
+                   'map_params': args.map_params, 'segmentation': 'recorded vizion3d_node objects'},
+        'frames': {'used': len(used), 'skipped': len(skipped), 'unpaired': bag.unpaired, 'stamps': used,
+                   'skipped_frames': skipped},
+        'map_settings': {f: getattr(settings, f) for f in ('voxel_size', 'max_voxels', 'confirm_frames',
+                                                          'consolidate_every', 'forget_tentative_after',
+                                                          'dynamic_classes', 'map_radius')},
+        'timings': {'integrate_ms_median': _pct(times, 50), 'integrate_ms_p90': _pct(times, 90),
+                    'export_s': _round(time.perf_counter() - t0), 'total_s': _round(time.perf_counter() - started)},
+        'peak_memory_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+    print_table(summary)
+    return 0
+
+
 def write_labelled_cloud(fusion, propagation, path: str, out: Path) -> dict:
     """``out/labelled_cloud.ply``: the cloud at ``path`` in its order with the map's instance and class."""
     from ..core.fusion.export import label_cloud
@@ -209,13 +323,13 @@ def write_labelled_cloud(fusion, propagation, path: str, out: Path) -> dict:
     return {'file': str(path), 'points': len(points), 'labelled': int((cls >= 0).sum())}
 
 
-def _progress(items: list[int]):
-    """A frame progress bar on a terminal (tqdm), the plain list elsewhere."""
+def _progress(items, total: int | None = None):
+    """A frame progress bar on a terminal (tqdm), the plain iterable elsewhere."""
     if not sys.stderr.isatty():
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc='frames', unit='frame', file=sys.stderr)
+    return tqdm(items, desc='frames', unit='frame', file=sys.stderr, total=total)
 
 
 def _pct(values: list[float], q: float) -> float | None:

@@ -5,7 +5,8 @@ back-projected from the registered depth like ``depth_image_proc/point_cloud_xyz
 published again and again (``--frame``); a posed sequence (``--frames`` posed RGB-D folder, ``--tum``,
 ``--bag``) is replayed in order at ``--rate``, each frame's camera pose published on ``/tf`` as
 ``world_frame -> frame_id`` with the frame's stamp, as a robot's localisation would (for the map node);
-``--poses topic`` sends them as geometry_msgs/PoseStamped on ``pose`` instead.
+``--poses topic`` sends them as geometry_msgs/PoseStamped on ``pose`` instead. A bag of vizion3d_node's
+recorded outputs (objects + the cloud + /tf) is replayed as ``objects`` and ``points`` for vizion3d_map_node.
 """
 from __future__ import annotations
 
@@ -129,15 +130,7 @@ class SequencePlayer(Node):
         self.index += 1
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         world = Header(stamp=header.stamp, frame_id=self.world_frame)
-        tf = transform_msg(f.pose, world, self.frame_id)
-        if self.poses == 'tf':
-            self.tf_pub.publish(self._tf_message(transforms=[tf]))
-        else:
-            t, q = tf.transform.translation, tf.transform.rotation
-            pose = self._pose_message(header=world)
-            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = t.x, t.y, t.z
-            pose.pose.orientation = q
-            self.pose_pub.publish(pose)
+        self.publish_pose(f.pose, world, self.frame_id)
         image = rgb_to_image(f.frame.color)
         image.header = header
         xyz = depth_to_points_optical(f.frame.depth, f.frame.camera)
@@ -147,6 +140,69 @@ class SequencePlayer(Node):
         self.image_pub.publish(image)
         self.info_pub.publish(camera_info_msg(f.frame.camera, header))
         self.cloud_pub.publish(cloud)
+        self.sent += 1
+
+
+    def publish_pose(self, pose: np.ndarray, world: Header, child: str) -> None:
+        """The pose world <- ``child`` on /tf, or as a PoseStamped on ``pose`` (``--poses topic``)."""
+        tf = transform_msg(pose, world, child)
+        if self.poses == 'tf':
+            self.tf_pub.publish(self._tf_message(transforms=[tf]))
+            return
+        t, q = tf.transform.translation, tf.transform.rotation
+        msg = self._pose_message(header=world)
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = t.x, t.y, t.z
+        msg.pose.orientation = q
+        self.pose_pub.publish(msg)
+
+
+class RecordedPlayer(SequencePlayer):
+    """Replays a bag of vizion3d_node's recorded outputs into a map node: ``objects``, ``points``, the poses.
+
+    Each frame is re-stamped (now), its objects and cloud with the same stamp, its pose (from the bag's
+    tf) published first; frames without a pose in the bag are skipped, as vizion3d-fuse skips them.
+    """
+
+    def __init__(self, recorded, world_frame: str, rate_hz: float, loops: int, wait_s: float = 10.0,
+                 poses: str = 'tf') -> None:
+        super().__init__([], '', world_frame, rate_hz, loops, wait_s, poses)
+        self.destroy_publisher(self.image_pub)
+        self.destroy_publisher(self.info_pub)
+        self.destroy_publisher(self.cloud_pub)
+        from vizion3d_ros.msg import ObjectMask3DArray
+
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self.objects_pub = self.create_publisher(ObjectMask3DArray, 'objects', qos)
+        self.cloud_pub = self.create_publisher(PointCloud2, 'points', qos)
+        self.recorded = recorded
+        self.sequence = range(len(recorded))
+        self._frames = iter(recorded)
+        self.get_logger().info(f'replaying {len(recorded)} recorded frames (objects + points) of {recorded.path}')
+
+    def publish_next(self) -> None:
+        """Publish the next recorded frame: pose, then cloud and objects under one fresh stamp."""
+        ready = self.objects_pub.get_subscription_count() and self.cloud_pub.get_subscription_count()
+        if self.sent == 0 and not ready and time.monotonic() < self.wait_until:
+            return
+        frame = next(self._frames, None)
+        if frame is None:
+            self.loop += 1
+            if self.loops and self.loop >= self.loops:
+                raise SystemExit(0)
+            self._frames = iter(self.recorded)
+            return
+        if frame.pose is None:
+            self.skipped += 1
+            self.get_logger().warning(f'skipping a recorded frame: {frame.reason}')
+            return
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=frame.cloud.header.frame_id)
+        self.publish_pose(frame.pose, Header(stamp=header.stamp, frame_id=self.world_frame), header.frame_id)
+        frame.cloud.header = header
+        frame.objects.header = header
+        for obj in frame.objects.objects:
+            obj.header = header
+        self.cloud_pub.publish(frame.cloud)
+        self.objects_pub.publish(frame.objects)
         self.sent += 1
 
 
@@ -183,9 +239,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(ros_args[1:])
     if sum(bool(x) for x in (args.frame, args.frames, args.tum, args.bag)) > 1:
         p.error('--frame, --frames, --tum and --bag exclude each other')
-    sequence = open_sequence(args)
+    recorded = None
+    if args.bag:
+        from ..ros.mapping.recorded import RecordedMap, holds_objects
+
+        if holds_objects(args.bag):
+            recorded = RecordedMap(args.bag, args.world_frame)
+    sequence = None if recorded is not None else open_sequence(args)
     rclpy.init(args=argv)
-    if sequence is not None:
+    if recorded is not None:
+        node = RecordedPlayer(recorded, args.world_frame, args.rate, args.loops, args.wait, args.poses)
+    elif sequence is not None:
         node = SequencePlayer(sequence, args.frame_id, args.world_frame, args.rate, args.loops, args.wait, args.poses)
     else:
         node = FramePlayer(load_scene(args.frame), args.frame_id, args.rate, args.count)
