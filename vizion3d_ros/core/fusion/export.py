@@ -37,8 +37,9 @@ class MapLayers:
 
 def map_layers(fusion: SceneFusion, propagation: PropagationResult | None = None) -> MapLayers:
     """The labels of every voxel of ``fusion``'s map, with ``propagation``'s where given."""
-    best, _, share = fusion.map.best_labels()
-    direct_label = fusion.voxel_instances() if fusion.mode == 'instance' else best
+    votes = fusion.map.best_labels()
+    best, _, share = votes
+    direct_label = fusion.voxel_instances(votes) if fusion.mode == 'instance' else best
     direct = direct_label > 0
     label = direct_label if propagation is None else np.asarray(propagation.labels, np.int64)
     support = np.where(direct, share, 0.0 if propagation is None else propagation.support)

@@ -375,7 +375,7 @@ class SceneFusion:
         """Instances seen in at least ``confirm_frames`` frames, by id."""
         return [self.instances[i] for i in sorted(self.instances) if self.instances[i].frames >= self.confirm_frames]
 
-    def voxel_instances(self) -> np.ndarray:
+    def voxel_instances(self, best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The confirmed instance of each map voxel (0: none, tentative, or not backed by enough evidence).
 
         A voxel's strongest vote names its instance if that instance is confirmed and, with
@@ -383,8 +383,9 @@ class SceneFusion:
         a label, before or after the vote: a mask that spilt onto the floor once loses to the frames that
         saw that floor unlabelled). With ``min_piece_share``, pieces of an instance cut off from its bulk
         and carrying little of its votes (what a stray mask left far from the object) are dropped.
+        ``best``: the map's :meth:`~.voxel_map.VoxelMap.best_labels` when the caller has them already.
         """
-        best, top, _ = self.map.best_labels()
+        best, top, _ = self.map.best_labels() if best is None else best
         ok = np.zeros(self._next_id, bool)
         conf = np.zeros(self._next_id, np.float32)
         for inst in self.confirmed():

@@ -51,7 +51,7 @@ class VoxelMap:
         self._alloc(max(min(int(capacity), max_voxels or capacity), 16))
         self._table = np.full(self._table_size_for(len(self._keys)), _EMPTY, np.int32)
         for k in (_point_keys, _rows_of, _accumulate, _weaken, _rehash, _merge_duplicate_votes, _best_of_rows,
-                  _add_background, _weaken_unlabelled):
+                  _add_background, _weaken_unlabelled, _pieces):
             k.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ storage

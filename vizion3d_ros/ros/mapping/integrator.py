@@ -19,6 +19,7 @@ from vizion3d_ros.msg import MapObject3DArray, ObjectMask3DArray
 
 from ...core.camera.transforms import transform_points
 from ...core.fusion.dynamic import DynamicDetection, DynamicTracker
+from ...core.fusion.extents import _extents
 from ...core.fusion.scene import SceneFusion
 from ..conversions import MessageFormatError, pointcloud2_to_arrays
 from ..drops import FrameRejectedError
@@ -45,6 +46,7 @@ class MapIntegrator:
         self.newest_ns = 0
         self.tracker = DynamicTracker(settings.dynamic_lifetime, settings.dynamic_match_distance)
         self.last_ms = 0.0  # integration time of the last frame
+        _extents.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ frames
     def integrate(self, stamp: int, objects: ObjectMask3DArray, cloud: PointCloud2, pose: np.ndarray

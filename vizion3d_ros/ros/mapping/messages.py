@@ -1,8 +1,8 @@
 """The map as ROS messages: map_points (PointCloud2), map_objects (MapObject3DArray), and the frame's labels.
 
 Pure message building from a :class:`~vizion3d_ros.core.fusion.scene.SceneFusion`; the node holds the
-lock. Everything over the voxels is vectorised (one bincount per statistic), the per-object part is a
-loop over the objects only.
+lock. Everything over the voxels is vectorised or one compiled pass (:mod:`...core.fusion.extents`), the
+per-object part is a loop over the objects only.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3DArray
 
 from ...core.fusion.dynamic import DynamicTrack
 from ...core.fusion.export import map_layers
+from ...core.fusion.extents import label_extents
 from ...core.fusion.scene import SceneFusion
 from ..conversions import _message_buffer, _with_data, pack_rgb
 from ..messages import _point, pose_at, uint32_array
@@ -84,8 +85,9 @@ def map_cloud(fusion: SceneFusion, header: Header) -> PointCloud2:
 
 def object_voxel_labels(fusion: SceneFusion) -> np.ndarray:
     """Per map voxel, the instance it shows: confirmed ones as the map's readout, tentative ones by best vote."""
-    confirmed = fusion.voxel_instances()
-    best = fusion.map.best_labels()[0]
+    votes = fusion.map.best_labels()
+    confirmed = fusion.voxel_instances(votes)
+    best = votes[0]
     tentative = np.zeros(max(fusion.instances, default=0) + 1, bool)
     for i, inst in fusion.instances.items():
         tentative[i] = inst.frames < fusion.confirm_frames
@@ -105,27 +107,15 @@ def map_objects_message(fusion: SceneFusion, header: Header, seen: dict[int, tup
     ``seen`` maps an instance id to the stamps (ns) of its first and last matched frame (absent: 0, e.g.
     a loaded map's); ``merges`` the ``(merged_from, merged_into)`` pairs to report once.
     """
-    labels = object_voxel_labels(fusion)
-    pos = fusion.map.positions.astype(np.float64)
-    top = max(fusion.instances, default=0) + 1
-    sel = labels > 0
-    lab = labels[sel]
-    p = pos[sel]
-    counts = np.bincount(lab, minlength=top)
-    sums = np.stack([np.bincount(lab, p[:, k], minlength=top) for k in range(3)], axis=1)
-    lo = np.full((top, 3), np.inf)
-    hi = np.full((top, 3), -np.inf)
-    np.minimum.at(lo, lab, p)
-    np.maximum.at(hi, lab, p)
+    ext = label_extents(object_voxel_labels(fusion), fusion.map.positions, max(fusion.instances, default=0) + 1)
     out = []
     for i in sorted(fusion.instances):
         inst = fusion.instances[i]
-        c = int(counts[i])
-        centroid = sums[i] / c if c else np.zeros(3)
-        center, size = ((lo[i] + hi[i]) / 2, hi[i] - lo[i]) if c else (np.zeros(3), np.zeros(3))
+        lo, hi = ext.low[i], ext.high[i]
         out.append(MapObject3D(
             id=int(i), class_id=int(inst.class_id), label=inst.label, confidence=float(inst.confidence),
-            state=_STATES[fusion.state(inst)], centroid=_point(centroid), **_box(center, size), point_count=c,
+            state=_STATES[fusion.state(inst)], centroid=_point(ext.centroid[i]), **_box((lo + hi) / 2, hi - lo),
+            point_count=int(ext.count[i]),
             first_seen=time_msg(seen.get(i, (0, 0))[0]), last_seen=time_msg(seen.get(i, (0, 0))[1]),
             frames_seen=int(inst.frames),
             merged_ids=uint32_array(sorted(inst.merged))))
