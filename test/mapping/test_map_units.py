@@ -184,3 +184,18 @@ def test_a_bad_frame_leaves_the_map_as_it_was(room_frames):
     with pytest.raises(FrameRejectedError, match='describe a 3x'):
         m.integrate(2 * S, bad, cloud, room_frames[1][0].pose)
     assert m.fusion.frames == 1 and len(m.fusion.map) == before.map_voxels
+
+
+def test_map_radius_keeps_only_the_voxels_near_the_camera(room_frames):
+    far = MapIntegrator(MapSettings())
+    near = MapIntegrator(MapSettings(map_radius=2.0))
+    for k in range(5):  # the radius pass runs every 5 frames: on the fifth
+        view, masks = room_frames[k % len(room_frames)]
+        objects, cloud = _messages(view, masks, (k + 1) * S // 10)
+        far.integrate((k + 1) * S // 10, objects, cloud, view.pose)
+        near.integrate((k + 1) * S // 10, objects, cloud, view.pose)
+    camera = room_frames[4 % len(room_frames)][0].pose[:3, 3]
+    d_near = np.linalg.norm(near.fusion.map.positions - camera, axis=1)
+    d_far = np.linalg.norm(far.fusion.map.positions - camera, axis=1)
+    assert d_near.max() <= 2.0 and d_far.max() > 2.0
+    assert len(near.fusion.map) == int((d_far <= 2.0).sum())  # what was near is kept as it was
