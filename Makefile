@@ -11,7 +11,7 @@ help:
 	@echo "make setup  - install everything (system packages, pinned venv, colcon build); idempotent"
 	@echo "make demo   - run the node on the real TUM RGB-D frame and write results to $(OUT)"
 	@echo "make test   - lint + unit + integration tests (what CI runs)"
-	@echo "make bench  - every benchmark (lifting, scaling, conversions, node and transport over DDS, fusion) -> docs/BENCHMARKS.md"
+	@echo "make bench  - every benchmark (lifting, scaling, conversions, node and transport over DDS, fusion, live map) -> docs/BENCHMARKS.md"
 
 setup:
 	@bash scripts/setup.sh
@@ -38,7 +38,7 @@ bench-lifting: setup
 bench: setup
 	@$(ENV) && python bench/bench_lifting.py && python bench/bench_scaling.py \
 		&& python bench/bench_conversions.py && python bench/bench_node.py && python bench/bench_transport.py \
-		&& python bench/bench_fusion.py && python bench/report.py
+		&& python bench/bench_fusion.py && python bench/bench_map.py && python bench/report.py
 
 clean:
 	rm -rf build install log out .pytest_cache .ruff_cache

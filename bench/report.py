@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Sections in reading order: name of the JSON/markdown pair and what it answers.
-SECTIONS = ('scaling', 'conversions', 'node', 'transport', 'fusion')
+SECTIONS = ('scaling', 'conversions', 'node', 'transport', 'fusion', 'map', 'soak_map')
+#: The script that writes a section, where it is not ``bench_<name>.py``.
+SCRIPTS = {'soak_map': 'soak_map.py'}
 LIFTING_TARGET_MS = 10.0
+
+
+def _script(name: str) -> str:
+    return SCRIPTS.get(name, f'bench_{name}.py')
 
 
 def _load(path: Path) -> dict | None:
@@ -98,7 +104,7 @@ def targets(results: dict[str, dict], lifting: dict | None) -> list[dict]:
            + fusion_targets(results.get('fusion')))
     for name in SECTIONS:
         for t in (results.get(name) or {}).get('targets', []):
-            out.append({**t, 'source': t.get('source', f'bench_{name}.py (docs/bench/{name}.json)')})
+            out.append({**t, 'source': t.get('source', f'{_script(name)} (docs/bench/{name}.json)')})
     return out
 
 
@@ -144,7 +150,7 @@ def render(results: dict[str, dict], sections: dict[str, str], lifting: dict | N
         if name in sections:
             lines += [sections[name].rstrip(), '']
         else:
-            lines += [f'## {name}', '', f'No results: `bench/bench_{name}.py` has not been run here.', '']
+            lines += [f'## {name}', '', f'No results: `bench/{_script(name)}` has not been run here.', '']
     lines += ['## Machines', '',
               'Where and when each part was measured: the load average and the speed probe at the start of the '
               'run. The probe (`bench/_machine.py`, `speed_probe`) times the same single-threaded numpy work '

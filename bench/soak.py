@@ -166,7 +166,36 @@ def build_frames(frame_arg: str | None, variants: int):
 
 # ----------------------------------------------------------------------------- the run
 
-class SoakClient:
+class PacedPublisher:
+    """``publish_for``: ``publish_frame(k)`` for k = 0, 1, ... at a fixed rate (shared by the soak clients).
+
+    The client provides ``now_ns()``, ``publish_frame(k)`` and the attributes ``_stop`` (a threading.Event),
+    ``sent``, ``skipped`` and ``t0_ns``.
+    """
+
+    def publish_for(self, duration: float, rate: float) -> None:
+        """Publish at ``rate`` Hz for ``duration`` s (skips, and counts, periods it falls behind on)."""
+        period = 1.0 / rate
+        start = time.monotonic()
+        self.t0_ns = self.now_ns()
+        next_t = start
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - start >= duration:
+                break
+            if now < next_t:
+                time.sleep(min(next_t - now, 0.05))  # the stream's pace
+                continue
+            if now - next_t > period:
+                missed = int((now - next_t) / period)
+                self.skipped += missed
+                next_t += missed * period
+            self.publish_frame(self.sent)
+            self.sent += 1
+            next_t += period
+
+
+class SoakClient(PacedPublisher):
     """Publishes the stream and records outputs and diagnostics (an rclpy node spun in a thread)."""
 
     def __init__(self, namespace: str, frames) -> None:
@@ -217,27 +246,6 @@ class SoakClient:
                 with self.lock:
                     self.status = {'level': level, 'message': s.message, 'values': values}
                     self.statuses += 1
-
-    def publish_for(self, duration: float, rate: float) -> None:
-        """Publish at ``rate`` Hz for ``duration`` s (skips, and counts, periods it falls behind on)."""
-        period = 1.0 / rate
-        start = time.monotonic()
-        self.t0_ns = self.now_ns()
-        next_t = start
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now - start >= duration:
-                break
-            if now < next_t:
-                time.sleep(min(next_t - now, 0.05))  # the stream's pace
-                continue
-            if now - next_t > period:
-                missed = int((now - next_t) / period)
-                self.skipped += missed
-                next_t += missed * period
-            self.publish_frame(self.sent)
-            self.sent += 1
-            next_t += period
 
     def publish_frame(self, k: int) -> int:
         """Publish frame ``k`` (modulo the variants) stamped with the clock now; returns the stamp in ns."""
