@@ -199,3 +199,13 @@ def test_map_radius_keeps_only_the_voxels_near_the_camera(room_frames):
     d_far = np.linalg.norm(far.fusion.map.positions - camera, axis=1)
     assert d_near.max() <= 2.0 and d_far.max() > 2.0
     assert len(near.fusion.map) == int((d_far <= 2.0).sum())  # what was near is kept as it was
+
+
+def test_warm_up_compiles_the_map_kernels_before_any_frame():
+    from vizion3d_ros.core.fusion.extents import _extents
+    from vizion3d_ros.core.fusion.voxel_map import _pieces
+    from vizion3d_ros.ros.mapping.integrator import warm_up
+
+    warm_up()
+    assert _extents.dispatcher is not None and _pieces.dispatcher is not None
+    assert all(len(k.dispatcher.signatures) == 1 for k in (_extents, _pieces))  # no second compile on a frame

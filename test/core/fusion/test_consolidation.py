@@ -51,6 +51,7 @@ def test_consolidation_joins_the_instances_association_did_not():
     assert all(v in fusion.instances for v in mapping.values()) and not (set(mapping) & set(fusion.instances))
     for inst in confirmed:
         assert inst.merged and all(mapping[m] == inst.id for m in inst.merged)
+        assert inst.id < min(inst.merged)  # the oldest of a group keeps its id: consumers knew it first
         assert inst.frames >= 2 and inst.class_id == room.class_ids[room.labels.index(inst.label)]
     # the map's votes follow the merges: no voxel votes for an id that was merged away
     lab, w = fusion.map.votes

@@ -35,11 +35,20 @@ class MapLayers:
     direct: np.ndarray
 
 
-def map_layers(fusion: SceneFusion, propagation: PropagationResult | None = None) -> MapLayers:
-    """The labels of every voxel of ``fusion``'s map, with ``propagation``'s where given."""
-    votes = fusion.map.best_labels()
+def map_layers(fusion: SceneFusion, propagation: PropagationResult | None = None,
+               votes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+               instances: np.ndarray | None = None) -> MapLayers:
+    """The labels of every voxel of ``fusion``'s map, with ``propagation``'s where given.
+
+    ``votes`` (``map.best_labels()``) and ``instances`` (``voxel_instances(votes)``) when the caller has
+    them for the map as it is now (the live map computes them for every map_objects message).
+    """
+    votes = fusion.map.best_labels() if votes is None else votes
     best, _, share = votes
-    direct_label = fusion.voxel_instances(votes) if fusion.mode == 'instance' else best
+    if fusion.mode == 'instance':
+        direct_label = fusion.voxel_instances(votes) if instances is None else instances
+    else:
+        direct_label = best
     direct = direct_label > 0
     label = direct_label if propagation is None else np.asarray(propagation.labels, np.int64)
     support = np.where(direct, share, 0.0 if propagation is None else propagation.support)

@@ -268,15 +268,17 @@ class SceneFusion:
     def consolidate(self, min_overlap: float = 0.3) -> dict[int, int]:
         """Merge instances that are one object (:func:`.consolidation.merge_groups`); returns old id -> kept id.
 
-        Of a group, the instance matched in most frames keeps its id (the oldest on a tie) and absorbs the
-        others' detections; the map's votes for the others become votes for it.
+        Of a group, the oldest instance (the smallest id) keeps its id and absorbs the others' detections;
+        the map's votes for the others become votes for it. The oldest, not the most seen: a consumer of the
+        live map has known that id longest (a duplicate opened a frame later can be seen in more frames by
+        the time the two are found to be one object).
         """
         if self.mode != 'instance':
             return {}
         classes = {i: inst.class_id for i, inst in self.instances.items()}
         mapping: dict[int, int] = {}
         for group in merge_groups(*self.map.votes, classes, min_overlap):
-            keep = max(group, key=lambda i: (self.instances[i].frames, -i))
+            keep = min(group)
             for i in group:
                 if i != keep:
                     self.instances[keep].absorb(self.instances.pop(i))

@@ -23,7 +23,7 @@ from ...core.fusion.extents import _extents
 from ...core.fusion.scene import SceneFusion
 from ..conversions import MessageFormatError, pointcloud2_to_arrays
 from ..drops import FrameRejectedError
-from .messages import ObjectsMismatchError, map_cloud, map_objects_message, point_labels, time_msg
+from .messages import ObjectsMismatchError, Readout, map_cloud, map_objects_message, point_labels, readout, time_msg
 from .params import MapSettings
 
 #: Camera poses kept for save_map's trajectory (GLB frustums, top view); older ones are forgotten.
@@ -46,6 +46,7 @@ class MapIntegrator:
         self.newest_ns = 0
         self.tracker = DynamicTracker(settings.dynamic_lifetime, settings.dynamic_match_distance)
         self.last_ms = 0.0  # integration time of the last frame
+        self._cached: tuple[tuple[int, int], Readout] | None = None
         _extents.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ frames
@@ -108,11 +109,22 @@ class MapIntegrator:
         """The objects now (map instances and dynamic tracks); reports, and forgets, the pending merges."""
         merges, self.merges = self.merges, []
         return map_objects_message(self.fusion, self.header(stamp_ns), self.seen, merges,
-                                   [self.tracker.tracks[i] for i in sorted(self.tracker.tracks)])
+                                   [self.tracker.tracks[i] for i in sorted(self.tracker.tracks)], self._readout())
 
     def cloud(self) -> PointCloud2:
         """map_points: every voxel with its instance, class and confidence."""
-        return map_cloud(self.fusion, self.header())
+        return map_cloud(self.fusion, self.header(), self._readout())
+
+    def _readout(self) -> Readout:
+        """The map's readout, kept until the map changes: map_points reuses the last map_objects' one.
+
+        Every change to the map goes through :meth:`integrate` (which counts a frame) or replaces the
+        integrator (load, clear), so the frame count names the map's state.
+        """
+        key = (self.fusion.frames, len(self.fusion.map))
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, readout(self.fusion))
+        return self._cached[1]
 
     def save(self, out: Path) -> dict:
         """vizion3d-fuse's files into ``out``, summary.json with the world frame and first/last-seen stamps."""
@@ -133,6 +145,40 @@ class MapIntegrator:
             raise ValueError(f'{folder} holds a {fusion.mode} map; the live map keeps instance maps')
         seen = {i: v for i, v in _saved_stamps(folder).items() if i in fusion.instances}
         return cls(settings, world_frame, fusion, seen)
+
+
+def warm_up() -> None:
+    """Run a tiny synthetic sequence through the whole per-frame path once (compiles, imports, first calls).
+
+    The node calls it while it configures, so that no frame pays for the lazy imports (scipy's assignment,
+    the rotation helpers), the numba kernels loaded from disk or the first allocations: without it the
+    first frame of a run took 0.4-0.7 s.
+    """
+    from dataclasses import replace
+
+    from vizion3d_ros.msg import ObjectMask3D
+
+    from ..conversions import xyzrgb_to_pointcloud2
+    from ..messages import uint32_array
+
+    h, w = 24, 32
+    v, u = np.mgrid[0:h, 0:w]
+    xyz = np.stack([(u - w / 2) * 0.05, (v - h / 2) * 0.05, np.full((h, w), 2.0)], axis=-1).reshape(-1, 3)
+    rgb = np.full((h * w, 3), 128, np.uint8)
+    warm = MapIntegrator(replace(MapSettings(), consolidate_every=2, forget_tentative_after=1, map_radius=10.0))
+    for k in range(5):
+        header = Header(frame_id='warm_up')
+        header.stamp.nanosec = k + 1
+        cloud = xyzrgb_to_pointcloud2(xyz.astype(np.float32), rgb, header, width=w, height=h)
+        objs = [ObjectMask3D(header=header, id=i + 1, class_id=c, label=name, confidence=0.9)
+                for i, (c, name) in enumerate(((56, 'chair'), (0, 'person')))]
+        objs[0].point_indices = uint32_array(np.flatnonzero(u.reshape(-1) < w // 2))
+        objs[1].point_indices = uint32_array(np.flatnonzero(u.reshape(-1) > w - 6))
+        msg = ObjectMask3DArray(header=header, cloud_width=w, cloud_height=h, objects=objs)
+        pose = np.eye(4)
+        pose[0, 3] = 0.01 * k
+        warm.integrate(k + 1, msg, cloud, pose)
+    warm.cloud()
 
 
 def split_dynamic(xyz: np.ndarray, labels: np.ndarray, meta: dict[int, dict], pose: np.ndarray,

@@ -7,6 +7,7 @@ per-object part is a loop over the objects only.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time as TimeMsg
@@ -60,9 +61,26 @@ def point_labels(objects: ObjectMask3DArray, n: int) -> tuple[np.ndarray, dict[i
     return labels, meta
 
 
-def map_cloud(fusion: SceneFusion, header: Header) -> PointCloud2:
-    """The map voxels as an unorganised PointCloud2 (fields of :data:`MAP_POINT_DTYPE`), built vectorised."""
-    layers = map_layers(fusion)
+@dataclass(frozen=True)
+class Readout:
+    """What the map says about each voxel now: its best votes and its confirmed instance (one pass)."""
+
+    votes: tuple[np.ndarray, np.ndarray, np.ndarray]  # VoxelMap.best_labels()
+    confirmed: np.ndarray  # SceneFusion.voxel_instances(votes)
+
+
+def readout(fusion: SceneFusion) -> Readout:
+    """The map's readout, computed once for both map_objects and map_points."""
+    votes = fusion.map.best_labels()
+    return Readout(votes, fusion.voxel_instances(votes))
+
+
+def map_cloud(fusion: SceneFusion, header: Header, now: Readout | None = None) -> PointCloud2:
+    """The map voxels as an unorganised PointCloud2 (fields of :data:`MAP_POINT_DTYPE`), built vectorised.
+
+    ``now``: the map's :func:`readout` when the caller has it for the map as it is.
+    """
+    layers = map_layers(fusion) if now is None else map_layers(fusion, votes=now.votes, instances=now.confirmed)
     m = fusion.map
     n = len(m)
     data, raw = _message_buffer(MAP_POINT_DTYPE.itemsize * n)
@@ -83,11 +101,10 @@ def map_cloud(fusion: SceneFusion, header: Header) -> PointCloud2:
     return msg
 
 
-def object_voxel_labels(fusion: SceneFusion) -> np.ndarray:
+def object_voxel_labels(fusion: SceneFusion, now: Readout | None = None) -> np.ndarray:
     """Per map voxel, the instance it shows: confirmed ones as the map's readout, tentative ones by best vote."""
-    votes = fusion.map.best_labels()
-    confirmed = fusion.voxel_instances(votes)
-    best = votes[0]
+    now = readout(fusion) if now is None else now
+    confirmed, best = now.confirmed, now.votes[0]
     tentative = np.zeros(max(fusion.instances, default=0) + 1, bool)
     for i, inst in fusion.instances.items():
         tentative[i] = inst.frames < fusion.confirm_frames
@@ -101,13 +118,16 @@ def _box(center: np.ndarray, size: np.ndarray) -> dict:
 
 
 def map_objects_message(fusion: SceneFusion, header: Header, seen: dict[int, tuple[int, int]],
-                        merges: list[tuple[int, int]], tracks: list[DynamicTrack] = ()) -> MapObject3DArray:
+                        merges: list[tuple[int, int]], tracks: list[DynamicTrack] = (), now: Readout | None = None
+                        ) -> MapObject3DArray:
     """Every map instance (and dynamic track) with its stable id, state, geometry and history.
 
     ``seen`` maps an instance id to the stamps (ns) of its first and last matched frame (absent: 0, e.g.
-    a loaded map's); ``merges`` the ``(merged_from, merged_into)`` pairs to report once.
+    a loaded map's); ``merges`` the ``(merged_from, merged_into)`` pairs to report once; ``now`` the map's
+    :func:`readout` when the caller has it.
     """
-    ext = label_extents(object_voxel_labels(fusion), fusion.map.positions, max(fusion.instances, default=0) + 1)
+    ext = label_extents(object_voxel_labels(fusion, now), fusion.map.positions,
+                        max(fusion.instances, default=0) + 1)
     out = []
     for i in sorted(fusion.instances):
         inst = fusion.instances[i]

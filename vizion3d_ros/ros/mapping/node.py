@@ -63,7 +63,7 @@ from ..latest import LatestSlot
 from ..markers import ObjectMarkers
 from ..shutdown import run_until_stopped
 from ..stamps import REWIND_S, StampGate, stamp_ns
-from .integrator import MapIntegrator
+from .integrator import MapIntegrator, warm_up
 from .pairing import StampPairer
 from .params import MAP_PARAMS, USED_BY_CONFIGURE, MapSettings
 from .poses import FramePoser
@@ -141,6 +141,7 @@ class MapNode(LifecycleNode):
             source = 'tf' if self._tf_buffer is not None or source == 'tf' else 'topic'
         history = PoseHistory(max_age_s=s.pose_history, max_gap_s=s.pose_max_gap) if source == 'topic' else None
         self._poser = FramePoser(self.world_frame, source, self._tf_buffer, history, parse_extrinsic(s.cloud_to_pose))
+        warm_up()  # here, not on the first frame
         with self._lock:
             self._new_map()
         self._pairer = StampPairer(s.pair_queue_size)
