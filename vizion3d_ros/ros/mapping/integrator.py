@@ -47,14 +47,17 @@ class MapIntegrator:
         self.tracker = DynamicTracker(settings.dynamic_lifetime, settings.dynamic_match_distance)
         self.last_ms = 0.0  # integration time of the last frame
         self._cached: tuple[tuple[int, int], Readout] | None = None
+        self.last_merges: dict[int, int] = {}  # merged id -> kept id, by the last frame
         _extents.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ frames
-    def integrate(self, stamp: int, objects: ObjectMask3DArray, cloud: PointCloud2, pose: np.ndarray
-                  ) -> MapObject3DArray:
+    def integrate(self, stamp: int, objects: ObjectMask3DArray, cloud: PointCloud2, pose: np.ndarray,
+                  describe: bool = True) -> MapObject3DArray | None:
         """Fuse one frame placed by ``pose`` (world <- cloud frame); FrameRejectedError for a bad one.
 
         A rejected frame leaves the map as it was: everything is checked before the map is touched.
+        Returns the map's objects after it, or None without ``describe`` (nobody listens: the readout of
+        every voxel is skipped; merges wait for the next message). :attr:`last_merges` holds the frame's.
         """
         t0 = time.perf_counter()
         s = self.settings
@@ -82,12 +85,14 @@ class MapIntegrator:
             f.forget_beyond(pose[:3, 3], s.map_radius)
         for gone in f.prune_tentative(s.forget_tentative_after):
             self.seen.pop(gone, None)
+        self.last_merges = {}
         if s.consolidate_every and f.frames % s.consolidate_every == 0:
-            self.note_merges(f.consolidate())
+            self.last_merges = f.consolidate()
+            self.note_merges(self.last_merges)
         self.tracker.lifetime_ns = int(s.dynamic_lifetime * 1e9)
         self.tracker.match_distance = s.dynamic_match_distance
         self.tracker.update(stamp, dynamic, f.reserve_id)
-        msg = self.message()
+        msg = self.message() if describe else None
         self.last_ms = (time.perf_counter() - t0) * 1e3
         return msg
 

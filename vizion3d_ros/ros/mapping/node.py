@@ -353,21 +353,25 @@ class MapNode(LifecycleNode):
             except Exception as exc:  # noqa: BLE001 - a bad frame must never kill the node
                 self._drop('internal_error', f'{type(exc).__name__}: {exc}')
                 continue
+            if msg is None:
+                continue
             try:
                 self._send(msg)
             except Exception:  # noqa: BLE001 - shutting down
                 return
 
     def _integrate(self, stamp: int, objects: ObjectMask3DArray, cloud: PointCloud2, pose: np.ndarray
-                   ) -> MapObject3DArray:
+                   ) -> MapObject3DArray | None:
+        """Fuse the frame; its map_objects message, or None when nobody listens to what is built from it."""
+        listened = any(self._pubs[t].get_subscription_count() for t in self._pubs if t != 'map_points')
         with self._lock:
             if self.map is None:
                 raise FrameRejectedError('superseded', 'the map was released while the frame waited')
-            msg = self.map.integrate(stamp, objects, cloud, pose)
+            msg = self.map.integrate(stamp, objects, cloud, pose, describe=listened)
+            merged = self.map.last_merges
             self._integration_ms.append(self.map.last_ms)
-        if len(msg.merged_from):
-            self.get_logger().info('merged ' + ', '.join(f'{a} -> {b}' for a, b in
-                                                         zip(msg.merged_from, msg.merged_into)))
+        if merged:
+            self.get_logger().info('merged ' + ', '.join(f'{a} -> {b}' for a, b in sorted(merged.items())))
         return msg
 
     def _send(self, msg: MapObject3DArray) -> None:
