@@ -209,3 +209,23 @@ def test_warm_up_compiles_the_map_kernels_before_any_frame():
     warm_up()
     assert _extents.dispatcher is not None and _pieces.dispatcher is not None
     assert all(len(k.dispatcher.signatures) == 1 for k in (_extents, _pieces))  # no second compile on a frame
+
+
+def test_integration_stride_follows_the_point_spacing_and_thins_the_frame(room_frames):
+    from vizion3d_ros.ros.mapping.integrator import integration_stride
+
+    v, u = np.mgrid[0:48, 0:64]
+    for spacing, voxel, expected in ((0.004, 0.02, 2), (0.0049, 0.02, 2), (0.006, 0.02, 1), (0.001, 0.02, 4)):
+        xyz = np.stack([u * spacing, v * spacing, np.ones_like(u, float)], axis=-1).reshape(-1, 3)
+        assert integration_stride(xyz, 64, 48, voxel, 0) == expected, spacing
+    xyz = np.zeros((64 * 48, 3))
+    assert integration_stride(xyz, 64 * 48, 1, 0.02, 3) == 1  # unorganised: every point
+    assert integration_stride(xyz, 64, 48, 0.02, 3) == 3
+    view, masks = room_frames[0]
+    objects, cloud = _messages(view, masks, S)
+    every = MapIntegrator(MapSettings())
+    thin = MapIntegrator(MapSettings(integration_stride=2))
+    full, half = every.integrate(S, objects, cloud, view.pose), thin.integrate(S, objects, cloud, view.pose)
+    assert every.last_stride == 1 and thin.last_stride == 2
+    assert 0.3 * full.map_voxels < half.map_voxels < full.map_voxels
+    assert [o.label for o in half.objects] == [o.label for o in full.objects]

@@ -48,6 +48,7 @@ class MapIntegrator:
         self.last_ms = 0.0  # integration time of the last frame
         self._cached: tuple[tuple[int, int], Readout] | None = None
         self.last_merges: dict[int, int] = {}  # merged id -> kept id, by the last frame
+        self.last_stride = 1  # rows and columns of the last frame's cloud integrated (integration_stride)
         _extents.compile()  # now (or from numba's disk cache), not on the first frame
 
     # ------------------------------------------------------------------ frames
@@ -75,8 +76,15 @@ class MapIntegrator:
         except ObjectsMismatchError as exc:
             raise FrameRejectedError('bad_objects', str(exc)) from exc
         xyz, dynamic = split_dynamic(arrays.xyz, labels, meta, pose, s.dynamic_classes)
+        rgb = arrays.rgb
+        self.last_stride = stride = integration_stride(xyz, arrays.width, arrays.height, s.voxel_size,
+                                                       s.integration_stride)
+        if stride > 1:
+            take = _grid(arrays.width, arrays.height, stride)
+            xyz, labels = xyz[take], labels[take]
+            rgb = None if rgb is None else rgb[take]
         f = self.fusion
-        report = f.add_lifted(xyz, pose, labels, meta, arrays.rgb)
+        report = f.add_lifted(xyz, pose, labels, meta, rgb)
         for iid in set(report.assigned.values()):
             self.seen[iid] = (self.seen.get(iid, (stamp, stamp))[0], stamp)
         self.newest_ns = max(self.newest_ns, stamp)
@@ -150,6 +158,33 @@ class MapIntegrator:
             raise ValueError(f'{folder} holds a {fusion.mode} map; the live map keeps instance maps')
         seen = {i: v for i, v in _saved_stamps(folder).items() if i in fusion.instances}
         return cls(settings, world_frame, fusion, seen)
+
+
+def integration_stride(xyz: np.ndarray, width: int, height: int, voxel_size: float, setting: int) -> int:
+    """Every how many rows and columns of an organised cloud the map integrates (1: every point).
+
+    ``setting`` > 0 is used as it is. 0 (auto): as sparse as keeps at least two points per voxel edge,
+    from the cloud's own spacing (the median distance between horizontal neighbours on a few rows): a
+    VGA camera at 2-3 m samples a 2 cm voxel 4-5 times along each edge, and integrating a quarter of its
+    points gives the same voxels at a quarter of the cost. Unorganised clouds always use every point.
+    """
+    if setting > 0:
+        return int(setting) if height > 1 else 1
+    if height < 8 or width < 8:
+        return 1
+    grid = xyz.reshape(height, width, 3)[::max(height // 16, 1)]
+    gap = np.linalg.norm(np.diff(grid, axis=1), axis=2)
+    gap = gap[np.isfinite(gap) & (gap > 0)]
+    if len(gap) < 64:
+        return 1
+    return int(max(1, min(4, voxel_size / 2.0 // float(np.median(gap)))))
+
+
+def _grid(width: int, height: int, stride: int) -> np.ndarray:
+    """Flat indices of every ``stride``-th row and column of an organised cloud."""
+    rows = np.arange(0, height, stride)
+    cols = np.arange(0, width, stride)
+    return (rows[:, None] * width + cols[None, :]).reshape(-1)
 
 
 def warm_up() -> None:

@@ -25,6 +25,7 @@ class MapSettings:
     voxel_size: float = 0.02
     max_voxels: int = 2_000_000
     map_radius: float = 0.0
+    integration_stride: int = 1
     confirm_frames: int = 2
     forget_tentative_after: int = 30
     consolidate_every: int = 10
@@ -67,6 +68,11 @@ MAP_SPECS: dict[str, ParamSpec] = {
     'map_radius': ParamSpec('Voxels farther than this (metres) from the camera are dropped (checked every 5 frames), '
                             'bounding the map around the robot. 0 = keep everything.', FRAME,
                             bounds=(0.0, 100_000.0)),
+    'integration_stride': ParamSpec(
+        'Every how many rows and columns of an organised cloud are integrated: 1 = every point (default); N = '
+        'every N-th (about N*N times less integration work, and fewer voxels: at 2 on a VGA room 4 m deep, 79 % '
+        'of the voxels and 1.8x faster); 0 = auto, as sparse as still puts two points along each voxel edge, '
+        'from the cloud\'s own point spacing. Unorganised clouds: every point.', FRAME, bounds=(0, 16)),
     'confirm_frames': ParamSpec('Frames an object must be matched in before it is confirmed.', CONFIGURE,
                                 bounds=(1, 1000)),
     'forget_tentative_after': ParamSpec(
