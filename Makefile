@@ -5,7 +5,7 @@ SHARED ?= $(abspath ../shared)
 MODEL ?= $(SHARED)/models/yolov8n-seg-coco.pt
 OUT ?= out/demo
 
-.PHONY: setup demo test lint unit integration bench bench-lifting clean help
+.PHONY: setup demo test lint unit integration bench bench-lifting proto clean help
 
 help:
 	@echo "make setup  - install everything (system packages, pinned venv, colcon build); idempotent"
@@ -30,6 +30,10 @@ unit: setup
 
 integration: setup
 	@$(ENV) && python -m pytest test -m integration
+
+# the gRPC server's Python code from vizion3d_ros/servers/proto/lifting.proto (committed; a test checks it is current)
+proto:
+	@$(ENV) && python -m vizion3d_ros.servers.proto.generate
 
 bench-lifting: setup
 	@$(ENV) && python bench/bench_lifting.py

@@ -7,8 +7,6 @@ import base64
 import json
 import os
 import shutil
-import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,12 +15,18 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import TUM
+from server_harness import (
+    BEHIND,
+    XYZ_HEAD,
+    ServerProcess,
+    api_run,
+    assert_same_annotations,
+    huge_png,
+    make_inputs,
+    usage_error,
+)
 
-from vizion3d_ros.core.api import ObjectMaskAnnotation3D, ObjectMaskAnnotation3DCommand, ObjectMaskAnnotation3DConfig
-from vizion3d_ros.core.camera.frames import optical_to_gl
-from vizion3d_ros.core.io.plyio import parse_ply, ply_bytes, read_ply
-from vizion3d_ros.core.io.rgbd import depth_to_points_optical
+from vizion3d_ros.core.io.plyio import parse_ply, read_ply
 
 pytestmark = pytest.mark.model
 
@@ -32,65 +36,26 @@ FIELDS = ['point_cloud_ply', 'image', 'model_backend', 'return_object_clouds', '
           'cx', 'cy', 'conf_threshold', 'iou_threshold']
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """One `vizion3d-serve-rest` process on a free port; its output goes to ``log``."""
 
     def __init__(self, tmp: Path, *args: str) -> None:
-        assert EXE, 'vizion3d-serve-rest is not on PATH: run scripts/setup.sh and source scripts/env.sh'
-        self.port = free_port()
+        super().__init__(EXE, tmp, *args)
         self.url = f'http://127.0.0.1:{self.port}'
-        self.log = tmp / f'server_{self.port}.log'
-        with open(self.log, 'wb') as out:
-            self.proc = subprocess.Popen([EXE, '--host', '127.0.0.1', '--port', str(self.port), '--device', 'cpu',
-                                          *args], stdout=out, stderr=subprocess.STDOUT)
         self.client = httpx.Client(base_url=self.url, timeout=300.0)
-
-    def output(self) -> str:
-        return self.log.read_text(errors='replace')
+        self.closing.append(self.client)
 
     def wait(self, ready: bool = True, timeout: float = 300.0) -> None:
         """Until /health answers (and /ready says ready, with ``ready``)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f'the server exited with {self.proc.returncode}:\n{self.output()}'
-            try:
-                if self.client.get('/health').status_code == 200 and (
-                        not ready or self.client.get('/ready').status_code == 200):
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        pytest.fail(f'the server was not {"ready" if ready else "up"} after {timeout} s:\n{self.output()}')
+        self.wait_until(lambda: self.client.get('/health').status_code == 200 and (
+            not ready or self.client.get('/ready').status_code == 200), 'ready' if ready else 'up', timeout)
 
     def post(self, files: dict | None = None, data: dict | None = None, **kwargs) -> httpx.Response:
         return self.client.post(ROUTE, files=files, data=data, **kwargs)
 
-    def stop(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture(scope='module')
 def inputs(tum_frame, tmp_path_factory):
-    """The TUM frame's organised cloud as a binary PLY in OpenGL space, its colour PNG, and a 1/16 subsample."""
-    folder = tmp_path_factory.mktemp('rest_inputs')
-    gl = optical_to_gl(depth_to_points_optical(tum_frame.depth, tum_frame.camera))
-    colors = tum_frame.color.reshape(-1, 3)
-    (folder / 'tum.ply').write_bytes(ply_bytes(gl, colors))
-    (folder / 'small.ply').write_bytes(ply_bytes(gl[::16], colors[::16]))
-    return {'ply': folder / 'tum.ply', 'small_ply': folder / 'small.ply', 'png': TUM / 'color.png',
-            'camera': tum_frame.camera, 'folder': folder}
+    return make_inputs(tum_frame, tmp_path_factory.mktemp('rest_inputs'))
 
 
 @pytest.fixture(scope='module')
@@ -106,18 +71,6 @@ def server(model_pt, tmp_path_factory):
 
 def intrinsics(cam) -> dict:
     return {'fx': str(cam.fx), 'fy': str(cam.fy), 'cx': str(cam.cx), 'cy': str(cam.cy)}
-
-
-def api_run(ply: Path, image: Path | None, model_pt: Path, **config):
-    """The Python API on the same files, as a vizion3D user would call it."""
-    table = read_ply(ply)
-    points = np.c_[table['x'], table['y'], table['z']].astype(np.float64)
-    colors = np.c_[table['red'], table['green'], table['blue']]
-    command = ObjectMaskAnnotation3DCommand(
-        point_cloud=points, colors=colors, image_input=None if image is None else image.read_bytes(),
-        model_backend=str(model_pt), advanced_config=ObjectMaskAnnotation3DConfig(device='cpu', **config),
-        output_format='numpy')
-    return points, ObjectMaskAnnotation3D().run(command)
 
 
 def decode_png(text: str) -> np.ndarray:
@@ -136,25 +89,9 @@ def files_of(inputs: dict, ply: str = 'ply', image: bool = True) -> dict:
 
 
 def assert_same_as_api(body: dict, reference, points: np.ndarray) -> None:
-    got = body['annotations']
-    want = reference.annotations
-    assert [(a['label'], a['class_id']) for a in got] == [(a.label, a.class_id) for a in want]
-    assert len(got) >= 3
-    for a, ref in zip(got, want):
-        assert a['confidence'] == pytest.approx(ref.confidence, abs=1e-4)
-        np.testing.assert_allclose(a['bbox_2d'], ref.bbox_2d, atol=0.05)
-        np.testing.assert_array_equal(a['point_indices'], ref.point_indices)
-        coords = np.asarray(a['point_coords'], dtype=np.float64).reshape(-1, 3)
-        np.testing.assert_array_equal(coords, points[np.asarray(a['point_indices'], dtype=np.int64)])
-        mask = decode_png(a['mask_image'])
-        assert mask.dtype == np.uint8 and mask.shape == ref.mask_2d.shape
-        assert set(np.unique(mask)) <= {0, 255}
-        np.testing.assert_array_equal(mask == 255, ref.mask_2d)
+    assert_same_annotations([{**a, 'mask': decode_png(a['mask_image'])} for a in body['annotations']], reference,
+                            points)
     assert body['backend_used'] == reference.backend_used
-
-
-XYZ_HEAD = ('ply\nformat ascii 1.0\nelement vertex {n}\nproperty float x\nproperty float y\nproperty float z\n'
-            'end_header\n')
 
 
 # --------------------------------------------------------------------------------------------------
@@ -270,15 +207,6 @@ def test_concurrent_requests_share_the_model_safely(server, inputs):
 # Bad requests: the right status, a message that says what is wrong, and the server keeps serving
 
 
-BEHIND = ply_bytes(np.array([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0], [0.0, 0.1, 2.5]]))  # z > 0: behind an OpenGL camera
-
-
-def _huge_png(png: bytes) -> bytes:
-    out = bytearray(png)
-    out[16:24] = (100_000).to_bytes(4, 'big') * 2  # IHDR: 100000 x 100000
-    return bytes(out)
-
-
 def _cloud(data: bytes) -> dict:
     return {'point_cloud_ply': ('cloud.ply', data)}
 
@@ -306,7 +234,7 @@ BAD = {
     'truncated PNG': (400, 'PNG data is truncated or corrupt',
                       lambda ply, png: {**_cloud(ply), 'image': ('t.png', png[:3000])}, None),
     'image header of 10^10 pixels': (413, '100000x100000 pixels',
-                                     lambda ply, png: {**_cloud(ply), 'image': ('h.png', _huge_png(png))}, None),
+                                     lambda ply, png: {**_cloud(ply), 'image': ('h.png', huge_png(png))}, None),
     'fx is not a number': (422, 'fx', lambda ply, png: _cloud(ply), {'fx': 'abc'}),
     'fx = 0': (422, 'fx must be a positive focal length', lambda ply, png: _cloud(ply), {'fx': '0'}),
     'fy < 0': (422, 'fy must be a positive focal length', lambda ply, png: _cloud(ply), {'fy': '-500'}),
@@ -428,9 +356,7 @@ def test_without_the_task_flag_the_route_is_not_served(inputs, tmp_path):
 
 
 def test_bad_command_line_exits_2():
-    assert EXE, 'vizion3d-serve-rest is not on PATH'
-    proc = subprocess.run([EXE, '--workers', '0'], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and 'vizion3d-serve-rest: error: --workers must be positive' in proc.stderr
+    assert 'vizion3d-serve-rest: error: --workers must be positive' in usage_error(EXE, '--workers', '0')
 
 
 # --------------------------------------------------------------------------------------------------

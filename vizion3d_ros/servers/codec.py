@@ -24,8 +24,8 @@ import numpy as np
 
 from ..core.io.plyio import PlyError, is_ply, parse_ply, parse_ply_header, ply_bytes
 
-__all__ = ['AnnotationOptions', 'BadRequestError', 'Cloud', 'EncodedAnnotation', 'EncodedResult', 'ForbiddenError',
-           'InvalidFieldError', 'Limits', 'PayloadTooLargeError', 'RequestError', 'UnavailableError',
+__all__ = ['AnnotationOptions', 'BadRequestError', 'BusyError', 'Cloud', 'EncodedAnnotation', 'EncodedResult',
+           'ForbiddenError', 'InvalidFieldError', 'Limits', 'PayloadTooLargeError', 'RequestError', 'UnavailableError',
            'UnsupportedMediaError', 'decode_image', 'decode_point_cloud', 'encode_mask_png', 'encode_result']
 
 MB = 1 << 20
@@ -77,6 +77,14 @@ class UnavailableError(RequestError):
 
     http_status = 503
     grpc_code = 'UNAVAILABLE'
+
+
+class BusyError(UnavailableError):
+    """Every worker is busy and the queue is full: the client may retry later."""
+
+    def __init__(self, running: int, waiting: int) -> None:
+        super().__init__(f'the server is busy: {running} requests running and {waiting} waiting, its limit '
+                         '(--workers, --queue); retry later')
 
 
 # --------------------------------------------------------------------------------------------------

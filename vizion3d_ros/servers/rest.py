@@ -29,10 +29,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .codec import (
     MB,
     AnnotationOptions,
+    BusyError,
     EncodedResult,
     Limits,
     RequestError,
-    UnavailableError,
     decode_image,
     decode_point_cloud,
 )
@@ -181,10 +181,6 @@ class _ClientGoneError(Exception):
     pass
 
 
-class _BusyError(UnavailableError):
-    pass
-
-
 class Gate:
     """At most ``workers`` requests doing heavy work at once and ``queue`` waiting for a turn."""
 
@@ -201,8 +197,7 @@ class Gate:
         if self._sem is None:
             self._sem = anyio.Semaphore(self.workers)
         if self.running >= self.workers and self.waiting >= self.queue:
-            raise _BusyError(f'the server is busy: {self.running} requests running and {self.waiting} waiting, its '
-                        'limit (--workers, --queue); retry later')
+            raise BusyError(self.running, self.waiting)
         self.waiting += 1
         try:
             while True:
@@ -372,7 +367,7 @@ def _headers(result: EncodedResult, timings: dict[str, float]) -> dict[str, str]
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(_request: Request, exc: RequestError) -> JSONResponse:
-        headers = {'Retry-After': '1'} if isinstance(exc, _BusyError) else None
+        headers = {'Retry-After': '1'} if isinstance(exc, BusyError) else None
         return JSONResponse({'detail': str(exc)}, status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
