@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Sections in reading order: name of the JSON/markdown pair and what it answers.
-SECTIONS = ('scaling', 'conversions', 'node', 'transport', 'fusion', 'map', 'soak_map')
+SECTIONS = ('scaling', 'conversions', 'node', 'transport', 'fusion', 'map', 'soak_map', 'load_servers')
 #: The script that writes a section, where it is not ``bench_<name>.py``.
-SCRIPTS = {'soak_map': 'soak_map.py'}
+SCRIPTS = {'soak_map': 'soak_map.py', 'load_servers': 'load_servers.py'}
 LIFTING_TARGET_MS = 10.0
 
 

@@ -8,9 +8,11 @@ from conftest import TUM
 
 from vizion3d_ros.core.api import (
     IntrinsicsError,
+    ModelUnavailableError,
     ObjectMaskAnnotation3D,
     ObjectMaskAnnotation3DCommand,
     ObjectMaskAnnotation3DConfig,
+    cached_backend,
     oriented_box,
 )
 from vizion3d_ros.core.camera.frames import gl_to_optical, optical_to_gl
@@ -205,6 +207,19 @@ def test_real_model_finds_the_tum_chairs(tum_frame, tum_gl, model_pt):
         assert 1.0 < -chair.centroid[2] < 4.0  # metres in front of the camera (GL: -Z forward)
         np.testing.assert_array_equal(chair.point_coords, tum_gl[chair.point_indices].astype(np.float64))
     assert len(np.asarray(result.annotated_cloud.points)) == len(tum_gl)
+
+
+@pytest.mark.model
+def test_cached_backend_is_shared_per_checkpoint_and_settings(model_pt, tmp_path):
+    config = ObjectMaskAnnotation3DConfig(device='cpu')
+    backend = cached_backend(model_pt, config)
+    assert cached_backend(str(model_pt), ObjectMaskAnnotation3DConfig(device='cpu')) is backend
+    assert cached_backend(model_pt, ObjectMaskAnnotation3DConfig(device='cpu', imgsz=320)) is not backend
+    with pytest.raises(ValueError, match='no_such_class'):
+        cached_backend(model_pt, ObjectMaskAnnotation3DConfig(device='cpu', classes='no_such_class'))
+    (tmp_path / 'bad.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(ModelUnavailableError, match='could not load model'):
+        cached_backend(tmp_path / 'bad.pt', config)
 
 
 @pytest.mark.model

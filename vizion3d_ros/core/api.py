@@ -54,7 +54,7 @@ EXTERNAL = 'external'
 
 __all__ = ['CLOUD_FRAMES', 'EXTERNAL', 'IntrinsicsError', 'MaskAnnotation3D', 'ModelUnavailableError',
            'ObjectMaskAnnotation3D', 'ObjectMaskAnnotation3DCommand', 'ObjectMaskAnnotation3DConfig',
-           'ObjectMaskAnnotation3DResult', 'OrientedBox', 'oriented_box']
+           'ObjectMaskAnnotation3DResult', 'OrientedBox', 'cached_backend', 'oriented_box']
 
 
 @dataclass
@@ -309,7 +309,7 @@ class ObjectMaskAnnotation3D:
         text = str(spec) if spec else DEFAULT_MODEL_URL
         self.log(f'model: {text}' + (' (downloaded once into the cache)' if is_url(text) else ''))
         path = resolve_model(text, progress=self.download_progress)
-        return _ultralytics_backend(path, cfg, self.log), str(path)
+        return cached_backend(path, cfg, self.log), str(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,18 +411,27 @@ _backend_lock = threading.Lock()
 _backends: dict[tuple, SegmentationBackend] = {}
 
 
-def _ultralytics_backend(path: Path, cfg: ObjectMaskAnnotation3DConfig,
-                         log: Callable[[str], None]) -> SegmentationBackend:
-    """A YOLO backend for ``path`` and the config's settings, built once per process."""
+def cached_backend(path: str | os.PathLike, cfg: ObjectMaskAnnotation3DConfig,
+                   log: Callable[[str], None] | None = None) -> SegmentationBackend:
+    """The YOLO backend for the checkpoint ``path`` and ``cfg``'s settings, built once per process.
+
+    :meth:`ObjectMaskAnnotation3D.run` takes its backends from here, so every caller with the same
+    checkpoint (resolved path), device, imgsz, thresholds and classes shares one loaded model; a server
+    gets the model its requests will use. Ultralytics' predictor is not thread-safe: callers that
+    segment from several threads serialise their calls. Raises :class:`ModelUnavailableError` when the
+    file cannot be loaded and ``ValueError`` for an unknown class in ``cfg.classes``.
+    """
     from .segmentation.ultralytics_backend import UltralyticsBackend, load_model
 
+    path = Path(path)
     try:
-        log(f'loading model {path.name}')
+        if log is not None:
+            log(f'loading model {path.name}')
         names = dict(load_model(path).names)
     except Exception as exc:  # corrupt or foreign files fail deep inside torch/ultralytics
         raise ModelUnavailableError(f'could not load model {str(path)!r}: {exc}') from exc
     classes = _class_ids(cfg.classes, names)
-    key = (str(Path(path).resolve()), cfg.device, int(cfg.imgsz), float(cfg.conf_threshold),
+    key = (str(path.resolve()), cfg.device, int(cfg.imgsz), float(cfg.conf_threshold),
            float(cfg.iou_threshold), tuple(classes) if classes is not None else None)
     with _backend_lock:
         backend = _backends.get(key)

@@ -20,11 +20,10 @@ from ..core.api import (
     ModelUnavailableError,
     ObjectMaskAnnotation3D,
     ObjectMaskAnnotation3DCommand,
-    _ultralytics_backend,
+    cached_backend,
 )
-from ..core.segmentation import models
 from ..core.segmentation.base import Segmentation
-from ..core.segmentation.models import DEFAULT_MODEL_URL, resolve_model
+from ..core.segmentation.models import DEFAULT_MODEL_URL, MODEL_ADVICE, resolve_model
 from .codec import (
     AnnotationOptions,
     BadRequestError,
@@ -37,13 +36,13 @@ from .codec import (
 )
 
 #: What a server's client or operator can do about a missing model (the core's advice names the node's flags).
-_HOW_TO = ('start the server with --annotation_model PATH (a local checkpoint), or send model_backend with a path '
-           'that exists on the server')
+_SERVER_ADVICE = ('start the server with --annotation_model PATH (a local checkpoint), or send model_backend with '
+                  'a path that exists on the server')
 
 
 def _reason(exc: Exception) -> str:
     """The error's message on one line, with advice for a server where the core advises the node."""
-    return ' '.join(str(exc).replace(models._HOW_TO, _HOW_TO).split())
+    return ' '.join(str(exc).replace(MODEL_ADVICE, _SERVER_ADVICE).split())
 
 
 class _Serialized:
@@ -137,7 +136,7 @@ class AnnotationService:
     def _backend(self, path: Path, options: AnnotationOptions, log: Callable[[str], None] | None = None) -> _Serialized:
         """The API's cached backend for ``path`` and the request's settings, behind the checkpoint's lock."""
         try:
-            inner = _ultralytics_backend(path, options.config(self.device), log or (lambda _msg: None))
+            inner = cached_backend(path, options.config(self.device), log)
         except ModelUnavailableError as exc:
             raise UnavailableError(_reason(exc)) from None
         except ValueError as exc:  # unknown class names in `classes`

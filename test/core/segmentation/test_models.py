@@ -9,6 +9,7 @@ import pytest
 from vizion3d_ros.core.segmentation import models
 from vizion3d_ros.core.segmentation.models import (
     DEFAULT_MODEL_URL,
+    MODEL_ADVICE,
     ModelUnavailableError,
     model_cache_dir,
     print_progress,
@@ -23,6 +24,7 @@ def test_local_path_is_returned_and_missing_path_says_how_to_fix(tmp_path):
     with pytest.raises(ModelUnavailableError, match='model:=') as err:
         resolve_model(str(tmp_path / 'missing.pt'))
     assert 'missing.pt' in str(err.value) and 'does not exist' in str(err.value)
+    assert str(err.value).endswith(MODEL_ADVICE)  # programs with other options (the servers) replace it
 
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):

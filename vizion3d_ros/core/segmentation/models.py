@@ -21,8 +21,10 @@ DEFAULT_MODEL_URL = 'https://github.com/OlafenwaMoses/vizion3D/releases/download
 #: Known checksums (sha256) of downloadable checkpoints, checked after download when present.
 KNOWN_SHA256: dict[str, str] = {}
 
-_HOW_TO = ('pass a local checkpoint instead, e.g. `--ros-args -p model:=/path/to/yolov8n-seg.pt` '
-           'for the node or `--model PATH` for the command-line tools')
+#: What to do about a missing model, ending every :class:`ModelUnavailableError` message of this module (it
+#: names the node's and the command-line tools' options; a program with other options may replace it).
+MODEL_ADVICE = ('pass a local checkpoint instead, e.g. `--ros-args -p model:=/path/to/yolov8n-seg.pt` '
+                'for the node or `--model PATH` for the command-line tools')
 
 
 #: Called as ``progress(bytes_done, total_bytes_or_None)`` while a model downloads.
@@ -59,7 +61,7 @@ def resolve_model(spec: str | os.PathLike | None, cache_dir: Path | None = None,
     if not is_url(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise ModelUnavailableError(f'model file {str(path)!r} does not exist; {_HOW_TO}')
+            raise ModelUnavailableError(f'model file {str(path)!r} does not exist; {MODEL_ADVICE}')
         return path
     cache = Path(cache_dir) if cache_dir else model_cache_dir()
     name = Path(urlparse(spec).path).name or 'model.pt'
@@ -114,7 +116,8 @@ def _download(url: str, target: Path, timeout_s: float, progress: ProgressCallba
                 if progress:
                     progress(done, total)
         if total is not None and done != total:
-            raise ModelUnavailableError(f'download of {url} is incomplete: got {done} of {total} bytes; {_HOW_TO}')
+            raise ModelUnavailableError(f'download of {url} is incomplete: got {done} of {total} bytes; '
+                                        f'{MODEL_ADVICE}')
         if progress and total is None:
             progress(done, done)  # the size is known now: lets the callback finish its display
         expected = KNOWN_SHA256.get(target.name)
@@ -125,7 +128,7 @@ def _download(url: str, target: Path, timeout_s: float, progress: ProgressCallba
     except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         raise ModelUnavailableError(
             f'model {url} is not in the cache ({target}) and could not be downloaded ({exc}); '
-            f'{_HOW_TO}') from exc
+            f'{MODEL_ADVICE}') from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
