@@ -24,6 +24,22 @@ def folder(tmp_path_factory):
     return out, views
 
 
+def _play(node, clouds: list, *args: str) -> tuple[int, str]:
+    """Run vizion3d_player with ``args`` while ``node`` spins, until it has exited and FRAMES clouds came."""
+    import rclpy
+
+    player = subprocess.Popen(['vizion3d_player', *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (len(clouds) < FRAMES or player.poll() is None):
+            rclpy.spin_once(node, timeout_sec=0.1)
+        out = player.communicate(timeout=20)[0]
+    finally:
+        player.kill()
+        node.destroy_node()
+    return player.returncode, out
+
+
 def test_a_posed_folder_is_replayed_with_its_poses_on_tf(ros, folder):
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -41,20 +57,10 @@ def test_a_posed_folder_is_replayed_with_its_poses_on_tf(ros, folder):
     node.create_subscription(CameraInfo, 'camera/color/camera_info', got['info'].append, qos)
     node.create_subscription(TFMessage, '/tf', got['tf'].append, QoSProfile(depth=100,
                                                                              reliability=ReliabilityPolicy.RELIABLE))
-    import rclpy
 
     # the player waits for a subscriber to its cloud before the first frame: nothing is lost to discovery
-    player = subprocess.Popen(['vizion3d_player', '--frames', str(path), '--rate', '4', '--world-frame', 'map'],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (len(got['cloud']) < FRAMES or player.poll() is None):
-            rclpy.spin_once(node, timeout_sec=0.1)
-        out = player.communicate(timeout=20)[0]
-    finally:
-        player.kill()
-        node.destroy_node()
-    assert player.returncode == 0, out
+    code, out = _play(node, got['cloud'], '--frames', str(path), '--rate', '4', '--world-frame', 'map')
+    assert code == 0, out
     assert len(got['cloud']) == len(got['image']) == len(got['info']) == len(got['tf']) == FRAMES, out
     for view, cloud, image, tf in zip(views, got['cloud'], got['image'], got['tf']):
         (t,) = tf.transforms
@@ -71,7 +77,6 @@ def test_a_posed_folder_is_replayed_with_its_poses_on_tf(ros, folder):
 
 
 def test_poses_go_to_the_pose_topic_on_request(ros, folder):
-    import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -83,17 +88,8 @@ def test_poses_go_to_the_pose_topic_on_request(ros, folder):
     clouds, poses = [], []
     node.create_subscription(PointCloud2, 'camera/depth_registered/points', clouds.append, qos)
     node.create_subscription(PoseStamped, 'pose', poses.append, qos)
-    player = subprocess.Popen(['vizion3d_player', '--frames', str(path), '--rate', '4', '--poses', 'topic'],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (len(clouds) < FRAMES or player.poll() is None):
-            rclpy.spin_once(node, timeout_sec=0.1)
-        out = player.communicate(timeout=20)[0]
-    finally:
-        player.kill()
-        node.destroy_node()
-    assert player.returncode == 0, out
+    code, out = _play(node, clouds, '--frames', str(path), '--rate', '4', '--poses', 'topic')
+    assert code == 0, out
     assert len(poses) == len(clouds) == FRAMES, out
     for view, cloud, pose in zip(views, clouds, poses):
         assert pose.header.frame_id == 'odom' and pose.header.stamp == cloud.header.stamp

@@ -20,6 +20,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
+from vizion3d_ros.core.synthetic.multiview import EXACT_MASKS, frame_masks, furnished_room, orbit_poses, render_view
 from vizion3d_ros.msg import MapObject3D, MapObject3DArray, ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
 from vizion3d_ros.ros.detections import vision_msgs_available
@@ -153,3 +154,14 @@ def nearest(msg: MapObject3DArray, center, class_id: int) -> MapObject3D | None:
     d = [np.linalg.norm(np.array([o.centroid.x, o.centroid.y, o.centroid.z]) - center) for o in same]
     return same[int(np.argmin(d))] if min(d) < 0.6 else None
 
+
+
+def orbit_frames(seed: int, num_objects: int, num_views: int):
+    """A furnished room seen from an orbit, each view with its exact masks: ``(room, [(view, masks), ...])``."""
+    rng = np.random.default_rng(seed)
+    room = furnished_room(rng, num_objects=num_objects)
+    frames = []
+    for pose in orbit_poses(room, num_views=num_views):
+        view = render_view(room, pose)
+        frames.append((view, frame_masks(room, view, rng, EXACT_MASKS)))
+    return room, frames

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from map_harness import CAMERA, WORLD, MapClient, MapNodeProcess, nearest, ns
+from map_harness import CAMERA, WORLD, MapClient, MapNodeProcess, nearest, ns, orbit_frames
 from scipy.spatial import cKDTree
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
@@ -19,12 +19,7 @@ from std_msgs.msg import Header
 from vizion3d_ros.core.fusion.voxel_map import VoxelMap
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
 from vizion3d_ros.core.synthetic.multiview import (
-    EXACT_MASKS,
     FrameMasks,
-    frame_masks,
-    furnished_room,
-    orbit_poses,
-    render_view,
 )
 from vizion3d_ros.msg import MapObject3D, ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
@@ -46,13 +41,7 @@ def _tools():
 
 @pytest.fixture(scope='module')
 def scene():
-    rng = np.random.default_rng(11)
-    room = furnished_room(rng, num_objects=4)
-    frames = []
-    for pose in orbit_poses(room, num_views=NUM_VIEWS):
-        view = render_view(room, pose)
-        frames.append((view, frame_masks(room, view, rng, EXACT_MASKS)))
-    return room, frames
+    return orbit_frames(11, num_objects=4, num_views=NUM_VIEWS)
 
 
 @pytest.fixture(scope='module')

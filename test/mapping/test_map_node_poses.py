@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
-from map_harness import WORLD, MapClient, MapNodeProcess, nearest
+from map_harness import WORLD, MapClient, MapNodeProcess, nearest, orbit_frames
 from std_msgs.msg import Header
 
-from vizion3d_ros.core.synthetic.multiview import EXACT_MASKS, frame_masks, furnished_room, orbit_poses, render_view
 from vizion3d_ros.msg import MapObject3D
 
 from node_harness import Lifecycle
@@ -25,13 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope='module')
 def scene():
-    rng = np.random.default_rng(23)
-    room = furnished_room(rng, num_objects=3)
-    frames = []
-    for pose in orbit_poses(room, num_views=6):
-        view = render_view(room, pose)
-        frames.append((view, frame_masks(room, view, rng, EXACT_MASKS)))
-    return room, frames
+    return orbit_frames(23, num_objects=3, num_views=6)
 
 
 @pytest.fixture(scope='module')

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
+from map_harness import orbit_frames
 from nav_msgs.msg import Odometry
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 
 from vizion3d_ros.core.io.rgbd import depth_to_points_optical
-from vizion3d_ros.core.synthetic.multiview import EXACT_MASKS, frame_masks, furnished_room, orbit_poses, render_view
 from vizion3d_ros.msg import MapObject3D, ObjectMask3D, ObjectMask3DArray
 from vizion3d_ros.ros.conversions import xyzrgb_to_pointcloud2
 from vizion3d_ros.ros.drops import FrameRejectedError
@@ -113,13 +113,7 @@ def test_map_markers_use_the_stable_ids():
 
 @pytest.fixture(scope='module')
 def room_frames():
-    rng = np.random.default_rng(5)
-    room = furnished_room(rng, num_objects=3)
-    out = []
-    for pose in orbit_poses(room, num_views=4):
-        view = render_view(room, pose)
-        out.append((view, frame_masks(room, view, rng, EXACT_MASKS)))
-    return out
+    return orbit_frames(5, num_objects=3, num_views=4)[1]
 
 
 def _messages(view, masks, stamp, person_of=None):
