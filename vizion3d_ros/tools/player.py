@@ -80,15 +80,44 @@ def transform_msg(pose: np.ndarray, header: Header, child: str):
         rotation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))))
 
 
+class PosePublisher:
+    """A frame's camera pose, as a robot's localisation sends it: on /tf, or as a PoseStamped on ``pose``."""
+
+    def __init__(self, node: Node, mode: str) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from tf2_msgs.msg import TFMessage
+
+        many = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.mode = mode
+        self._tf_message, self._pose_message = TFMessage, PoseStamped
+        if mode == 'tf':
+            self.pub = node.create_publisher(TFMessage, '/tf', many)
+        else:  # the pose of the camera's optical frame in world_frame, as a localiser without TF would send it
+            self.pub = node.create_publisher(PoseStamped, 'pose', many)
+
+    def where(self, world_frame: str, child: str) -> str:
+        """Where the poses go, for the start-up line."""
+        return f'on /tf as {world_frame} -> {child}' if self.mode == 'tf' else f'on pose (PoseStamped in {world_frame})'
+
+    def publish(self, pose: np.ndarray, world: Header, child: str) -> None:
+        """The pose world <- ``child`` at ``world.stamp``."""
+        tf = transform_msg(pose, world, child)
+        if self.mode == 'tf':
+            self.pub.publish(self._tf_message(transforms=[tf]))
+            return
+        t, q = tf.transform.translation, tf.transform.rotation
+        msg = self._pose_message(header=world)
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = t.x, t.y, t.z
+        msg.pose.orientation = q
+        self.pub.publish(msg)
+
+
 class SequencePlayer(Node):
     """Replays a posed sequence: each frame's images and cloud, and its pose on /tf, with a fresh stamp."""
 
     def __init__(self, sequence, frame_id: str, world_frame: str, rate_hz: float, loops: int,
                  wait_s: float = 10.0, poses: str = 'tf') -> None:
         super().__init__('vizion3d_player')
-        from geometry_msgs.msg import PoseStamped
-        from tf2_msgs.msg import TFMessage
-
         # a short sequence must not be spent before anyone listens: wait (up to wait_s) for a subscriber
         self.wait_until = time.monotonic() + wait_s
         self.sequence, self.frame_id, self.world_frame, self.loops = sequence, frame_id, world_frame, loops
@@ -97,17 +126,10 @@ class SequencePlayer(Node):
         self.image_pub = self.create_publisher(Image, 'camera/color/image_raw', qos)
         self.info_pub = self.create_publisher(CameraInfo, 'camera/color/camera_info', qos)
         self.cloud_pub = self.create_publisher(PointCloud2, 'camera/depth_registered/points', qos)
-        many = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.poses = poses
-        if poses == 'tf':
-            self.tf_pub = self.create_publisher(TFMessage, '/tf', many)
-            where = f'on /tf as {world_frame} -> {frame_id}'
-        else:  # the pose of the camera's optical frame in world_frame, as a localiser without TF would send it
-            self.pose_pub = self.create_publisher(PoseStamped, 'pose', many)
-            where = f'on pose (PoseStamped in {world_frame})'
-        self._tf_message, self._pose_message = TFMessage, PoseStamped
+        self.poses = PosePublisher(self, poses)
         self.timer = self.create_timer(1.0 / rate_hz, self.publish_next)
-        self.get_logger().info(f'replaying {len(sequence)} posed frames at {rate_hz} Hz, poses {where}'
+        self.get_logger().info(f'replaying {len(sequence)} posed frames at {rate_hz} Hz, poses '
+                               f'{self.poses.where(world_frame, frame_id)}'
                                + (f', {loops} time(s)' if loops else ', looping'))
 
     def publish_next(self) -> None:
@@ -130,7 +152,7 @@ class SequencePlayer(Node):
         self.index += 1
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         world = Header(stamp=header.stamp, frame_id=self.world_frame)
-        self.publish_pose(f.pose, world, self.frame_id)
+        self.poses.publish(f.pose, world, self.frame_id)
         image = rgb_to_image(f.frame.color)
         image.header = header
         xyz = depth_to_points_optical(f.frame.depth, f.frame.camera)
@@ -143,20 +165,7 @@ class SequencePlayer(Node):
         self.sent += 1
 
 
-    def publish_pose(self, pose: np.ndarray, world: Header, child: str) -> None:
-        """The pose world <- ``child`` on /tf, or as a PoseStamped on ``pose`` (``--poses topic``)."""
-        tf = transform_msg(pose, world, child)
-        if self.poses == 'tf':
-            self.tf_pub.publish(self._tf_message(transforms=[tf]))
-            return
-        t, q = tf.transform.translation, tf.transform.rotation
-        msg = self._pose_message(header=world)
-        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = t.x, t.y, t.z
-        msg.pose.orientation = q
-        self.pose_pub.publish(msg)
-
-
-class RecordedPlayer(SequencePlayer):
+class RecordedPlayer(Node):
     """Replays a bag of vizion3d_node's recorded outputs into a map node: ``objects``, ``points``, the poses.
 
     Each frame is re-stamped (now), its objects and cloud with the same stamp, its pose (from the bag's
@@ -165,19 +174,21 @@ class RecordedPlayer(SequencePlayer):
 
     def __init__(self, recorded, world_frame: str, rate_hz: float, loops: int, wait_s: float = 10.0,
                  poses: str = 'tf') -> None:
-        super().__init__([], '', world_frame, rate_hz, loops, wait_s, poses)
-        self.destroy_publisher(self.image_pub)
-        self.destroy_publisher(self.info_pub)
-        self.destroy_publisher(self.cloud_pub)
+        super().__init__('vizion3d_player')
         from vizion3d_ros.msg import ObjectMask3DArray
 
+        self.wait_until = time.monotonic() + wait_s  # as SequencePlayer: wait for the map node to listen
+        self.world_frame, self.loops = world_frame, loops
+        self.loop, self.sent, self.skipped = 0, 0, 0
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self.objects_pub = self.create_publisher(ObjectMask3DArray, 'objects', qos)
         self.cloud_pub = self.create_publisher(PointCloud2, 'points', qos)
+        self.poses = PosePublisher(self, poses)
         self.recorded = recorded
-        self.sequence = range(len(recorded))
         self._frames = iter(recorded)
-        self.get_logger().info(f'replaying {len(recorded)} recorded frames (objects + points) of {recorded.path}')
+        self.timer = self.create_timer(1.0 / rate_hz, self.publish_next)
+        self.get_logger().info(f'replaying {len(recorded)} recorded frames (objects + points) of {recorded.path} '
+                               f'at {rate_hz} Hz' + (f', {loops} time(s)' if loops else ', looping'))
 
     def publish_next(self) -> None:
         """Publish the next recorded frame: pose, then cloud and objects under one fresh stamp."""
@@ -196,7 +207,7 @@ class RecordedPlayer(SequencePlayer):
             self.get_logger().warning(f'skipping a recorded frame: {frame.reason}')
             return
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=frame.cloud.header.frame_id)
-        self.publish_pose(frame.pose, Header(stamp=header.stamp, frame_id=self.world_frame), header.frame_id)
+        self.poses.publish(frame.pose, Header(stamp=header.stamp, frame_id=self.world_frame), header.frame_id)
         frame.cloud.header = header
         frame.objects.header = header
         for obj in frame.objects.objects:

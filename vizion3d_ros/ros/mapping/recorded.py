@@ -17,6 +17,7 @@ import numpy as np
 
 from ...core.io.bag import TransformTree
 from ...core.io.posed import PosedFolderError
+from ..stamps import stamp_ns
 
 OBJECTS_TYPE = 'vizion3d_ros/msg/ObjectMask3DArray'
 CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
@@ -82,7 +83,7 @@ class RecordedMap:
                     for tr in store.deserialize_cdr(raw, conn.msgtype).transforms:
                         t, q = tr.transform.translation, tr.transform.rotation
                         transforms.append((tr.header.frame_id.lstrip('/'), tr.child_frame_id.lstrip('/'),
-                                           _stamp(tr.header), (t.x, t.y, t.z), (q.x, q.y, q.z, q.w),
+                                           stamp_ns(tr.header), (t.x, t.y, t.z), (q.x, q.y, q.z, q.w),
                                            conn.topic == '/tf_static'))
         matches = {t: {s: f for s, f in st.items() if s in objects} for t, st in cloud_stamps.items()}
         if not any(matches.values()):
@@ -204,6 +205,3 @@ def header_of(raw: bytes | memoryview) -> tuple[int, str]:
     frame = b[16:16 + int(n) - 1].decode('utf-8', 'replace') if n else ''
     return sec * 1_000_000_000 + int(nanosec), frame
 
-
-def _stamp(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
